@@ -1,0 +1,110 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { swaggerUI } from '@hono/swagger-ui';
+import type { Context, MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { requestId } from 'hono/request-id';
+import { secureHeaders } from 'hono/secure-headers';
+import type { App, AppEnv } from './app-env.ts';
+import { authenticate } from './auth.ts';
+import { type Clock, databaseClock } from './clock.ts';
+import type { Config } from './config.ts';
+import { DatabaseUnavailable, type Queryable } from './db.ts';
+import { ApiError, errorResponse } from './errors.ts';
+import { exactJsonNumbers } from './exact-json.ts';
+import { createLedger } from './ledger.ts';
+import * as health from './routes/health.ts';
+import * as auditRoute from './routes/v1_audit.ts';
+import * as limitsDelete from './routes/v1_limits_delete.ts';
+import * as limitsGet from './routes/v1_limits_get.ts';
+import * as limitsList from './routes/v1_limits_list.ts';
+import * as limitsPut from './routes/v1_limits_put.ts';
+import * as modelsGet from './routes/v1_models_get.ts';
+import * as modelsImport from './routes/v1_models_import.ts';
+import * as modelsPut from './routes/v1_models_put.ts';
+import * as reservationsCreate from './routes/v1_reservations_create.ts';
+import * as reservationsExtend from './routes/v1_reservations_extend.ts';
+import * as reservationsGet from './routes/v1_reservations_get.ts';
+import * as reservationsRelease from './routes/v1_reservations_release.ts';
+import * as reservationsSettle from './routes/v1_reservations_settle.ts';
+import * as sweep from './routes/v1_sweep.ts';
+
+export interface AppDeps {
+  db: Queryable;
+  config: Config;
+  /** Defaults to the database's clock; tests inject a manual one. */
+  clock?: Clock;
+  /** Where unexpected errors are reported (never with tokens or bodies). Defaults to console.error. */
+  logError?: (message: string, error: unknown) => void;
+}
+
+/** The whole HTTP API as a Hono app: Web-standard `fetch`, the same on Node, Deno and at the edge. */
+export function createApp(deps: AppDeps): App {
+  const ledger = createLedger(deps.db, deps.clock ?? databaseClock);
+  const logError = deps.logError ?? ((message, error) => console.error(message, error));
+  const app: App = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        throw ApiError.invalid(result.error.issues.map((issue) => ({
+          path: issue.path.map(String).join('.'),
+          message: issue.message,
+        })));
+      }
+    },
+  });
+
+  app.use('*', requestId(), secureHeaders());
+  app.use('*', async (c, next) => {
+    c.set('ledger', ledger);
+    c.set('config', deps.config);
+    await next();
+  });
+  const tooLarge = (limit: number) => () => {
+    throw ApiError.invalid([{ path: '', message: `the body is larger than ${limit} bytes` }]);
+  };
+  const bodyLimits: Record<string, MiddlewareHandler> = {
+    default: bodyLimit({ maxSize: deps.config.bodyLimit, onError: tooLarge(deps.config.bodyLimit) }),
+    import: bodyLimit({ maxSize: deps.config.importBodyLimit, onError: tooLarge(deps.config.importBodyLimit) }),
+  };
+  app.use('/v1/*', authenticate(deps.config.tokens));
+  app.use('/v1/*', (c, next) => (c.req.path === '/v1/models/import' ? bodyLimits.import : bodyLimits.default)!(c, next));
+  app.use('/v1/*', exactJsonNumbers);
+
+  for (const route of [
+    health, reservationsCreate, reservationsSettle, reservationsRelease, reservationsExtend, reservationsGet,
+    limitsPut, limitsGet, limitsList, limitsDelete, modelsPut, modelsGet, modelsImport, sweep, auditRoute,
+  ]) {
+    route.register(app);
+  }
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'spendgate',
+      version: '1',
+      description: 'Exactly-once spend budgets and rate limits for LLM traffic, kept in Postgres alone.',
+    },
+  });
+  app.get('/docs', swaggerUI({ url: '/openapi.json' }));
+
+  app.notFound((c) => errorResponse(c, new ApiError('not_found', `No route ${c.req.method} ${c.req.path}.`)));
+  app.onError((error, c) => errorResponseFor(c, error, logError));
+  return app;
+}
+
+function errorResponseFor(c: Context, error: unknown, logError: NonNullable<AppDeps['logError']>): Response {
+  if (error instanceof ApiError) return errorResponse(c, error);
+  if (error instanceof DatabaseUnavailable) {
+    return errorResponse(c, new ApiError('unavailable', 'The database cannot be reached or is busy; nothing was written. Retry shortly.', {}, { 'retry-after': '1' }));
+  }
+  if (error instanceof HTTPException) {
+    if (error.status === 401) return error.getResponse();
+    if (error.status === 415) {
+      return errorResponse(c, ApiError.invalid([{ path: '', message: 'send the body as JSON with Content-Type: application/json' }]));
+    }
+    if (error.status === 400) return errorResponse(c, ApiError.invalid([{ path: '', message: error.message }]));
+  }
+  logError(`unexpected error on ${c.req.method} ${c.req.path}`, error);
+  return errorResponse(c, new ApiError('internal', 'An unexpected error occurred; nothing is charged twice if you retry.'));
+}

@@ -1,0 +1,72 @@
+import { parseDecimal } from './decimal.ts';
+
+export type Role = 'admin' | 'service' | 'cron';
+
+export interface Config {
+  /** Bearer token of each role; cron is optional (then only admin may sweep). */
+  tokens: { admin: string; service: string; cron: string | null };
+  /** Roles whose token was generated at start because none was configured (loopback only). */
+  generatedTokens: Role[];
+  /** The hold for a model missing from the price table (a decimal), or null to reject such requests. */
+  unknownModelHold: string | null;
+  /** Largest request body accepted, in bytes; the price-table import gets importBodyLimit. */
+  bodyLimit: number;
+  importBodyLimit: number;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Reads the configuration from environment variables. Without a token for admin or service, a token is generated
+ * only when `allowGeneratedTokens` (a server on a loopback address); anywhere else that is an error, because a
+ * reachable server must never answer without a token check.
+ */
+export function loadConfig(env: Env, options: { allowGeneratedTokens: boolean }): Config {
+  const problems: string[] = [];
+  const generatedTokens: Role[] = [];
+  const token = (name: string, role: Role): string => {
+    const value = env[name]?.trim();
+    if (value) {
+      if (value.length < 16) problems.push(`${name} must be at least 16 characters long.`);
+      return value;
+    }
+    if (!options.allowGeneratedTokens) {
+      problems.push(`${name} is not set; it is required unless the server listens on a loopback address only.`);
+      return '';
+    }
+    generatedTokens.push(role);
+    return randomToken(role);
+  };
+  const admin = token('SPENDGATE_ADMIN_TOKEN', 'admin');
+  const service = token('SPENDGATE_SERVICE_TOKEN', 'service');
+  const cron = env.CRON_SECRET?.trim() || null;
+  if (admin && admin === service) problems.push('SPENDGATE_ADMIN_TOKEN and SPENDGATE_SERVICE_TOKEN must differ.');
+
+  const holdSetting = env.SPENDGATE_UNKNOWN_MODEL_HOLD?.trim() || '1.00';
+  let unknownModelHold: string | null = null;
+  if (holdSetting !== 'reject') {
+    const parsed = parseDecimal(holdSetting);
+    if (!parsed.ok || parsed.value.startsWith('-')) {
+      problems.push(`SPENDGATE_UNKNOWN_MODEL_HOLD must be a non-negative decimal or "reject", not "${holdSetting}".`);
+    } else {
+      unknownModelHold = parsed.value;
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join('\n'));
+  return {
+    tokens: { admin, service, cron },
+    generatedTokens,
+    unknownModelHold,
+    bodyLimit: 1024 * 1024,
+    importBodyLimit: 16 * 1024 * 1024,
+  };
+}
+
+function randomToken(role: Role): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(24));
+  return `sg_${role}_` + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}

@@ -1,0 +1,94 @@
+import type { Clock } from './clock.ts';
+import type { Queryable } from './db.ts';
+import { ApiError, isErrorType } from './errors.ts';
+import type { NormalizedUsage } from './provider-usage.ts';
+import type { RequestEstimate } from './request-estimate.ts';
+import type { ScopeRef } from './schemas.ts';
+
+type Json = Record<string, unknown>;
+
+export interface ReservePayload {
+  scopes: ScopeRef[];
+  model: string | null;
+  request_estimate: RequestEstimate | null;
+  caller_estimate: { cost?: string; tokens?: number } | null;
+  ttl_seconds: number;
+  idempotency_key: string | null;
+  request_hash: string;
+  fallback_hold: string | null;
+}
+
+export interface SettlePayload {
+  cost?: string;
+  usage?: NormalizedUsage;
+  images?: number;
+  actual_tokens?: number;
+  settle_hash: string;
+}
+
+/** A refusal or error the SQL answered with, as an ApiError (with Retry-After when the SQL knows it). */
+export function ledgerError(result: Json): ApiError | null {
+  const error = result.error;
+  if (typeof error !== 'object' || error === null) return null;
+  const { type, message, ...details } = error as Json;
+  const headers: Record<string, string> = {};
+  if (typeof result.retry_after === 'number' && result.retry_after > 0) headers['retry-after'] = String(result.retry_after);
+  return new ApiError(typeof type === 'string' && isErrorType(type) ? type : 'internal', String(message), details, headers);
+}
+
+function orThrow(result: Json): Json {
+  const error = ledgerError(result);
+  if (error) throw error;
+  return result;
+}
+
+/** The ledger's SQL functions, one statement each. */
+export function createLedger(db: Queryable, clock: Clock) {
+  const at = () => clock.now()?.toISOString() ?? null;
+  const call = async (text: string, params: unknown[]): Promise<Json> => {
+    const [row] = await db.query<{ result: Json }>(text, params);
+    if (!row) throw new Error(`no result from ${text}`);
+    return row.result;
+  };
+  return {
+    /** Answers refusals as results (not thrown): the caller needs their scopes for the rate-limit headers. */
+    reserve: (payload: ReservePayload) =>
+      call('select spendgate.reserve($1::jsonb, $2::timestamptz) as result', [JSON.stringify(payload), at()]),
+    settle: async (id: string, payload: SettlePayload) =>
+      orThrow(await call('select spendgate.settle($1::uuid, $2::jsonb, $3::timestamptz) as result', [id, JSON.stringify(payload), at()])),
+    release: async (id: string) =>
+      orThrow(await call('select spendgate.release($1::uuid, $2::timestamptz) as result', [id, at()])),
+    extend: async (id: string, ttlSeconds: number) =>
+      orThrow(await call('select spendgate.extend($1::uuid, $2::integer, $3::timestamptz) as result', [id, ttlSeconds, at()])),
+    getReservation: async (id: string) =>
+      orThrow(await call('select spendgate.get_reservation($1::uuid, $2::timestamptz) as result', [id, at()])),
+    /** Expires up to `batch` stale holds in one transaction; returns how many. */
+    sweepBatch: async (batch: number): Promise<number> => {
+      const [row] = await db.query<{ expired: number }>('select spendgate.sweep($1::timestamptz, $2::integer) as expired', [at(), batch]);
+      return Number(row?.expired ?? 0);
+    },
+    audit: () => call('select spendgate.audit() as result', []),
+    putLimit: async (kind: string, id: string, body: Json) =>
+      orThrow(await call('select spendgate.put_limit($1, $2, $3::jsonb, $4::timestamptz) as result', [kind, id, JSON.stringify(body), at()])),
+    getLimit: async (kind: string, id: string) =>
+      orThrow(await call('select spendgate.get_limit($1, $2, $3::timestamptz) as result', [kind, id, at()])),
+    listLimits: (kind: string | null, after: ScopeRef | null, count: number) =>
+      call('select spendgate.list_limits($1, $2, $3, $4::integer, $5::timestamptz) as result',
+           [kind, after?.kind ?? null, after?.id ?? null, count, at()]),
+    deleteLimit: async (kind: string, id: string) =>
+      orThrow(await call('select spendgate.delete_limit($1, $2) as result', [kind, id])),
+    putModel: (name: string, entry: Json) =>
+      call('select spendgate.put_model($1, $2::jsonb, $3::timestamptz) as result', [name, JSON.stringify(entry), at()]),
+    getModel: async (name: string) => orThrow(await call('select spendgate.get_model($1) as result', [name])),
+    importModels: async (entries: Record<string, Json>): Promise<number> => {
+      const [row] = await db.query<{ imported: number }>('select spendgate.import_models($1::jsonb, $2::timestamptz) as imported',
+                                                         [JSON.stringify(entries), at()]);
+      return Number(row?.imported ?? 0);
+    },
+    ping: async () => {
+      await db.query('select 1');
+    },
+  };
+}
+
+export type Ledger = ReturnType<typeof createLedger>;

@@ -1,0 +1,226 @@
+/**
+ * A provider's `usage` object reduced to the token counts pricing needs.
+ *
+ * Providers disagree on whether their input count includes cached tokens, so each
+ * shape is read by its own rule; reading one shape by another's rule would bill
+ * cached tokens twice or not at all.
+ *
+ * Which shape a usage object is gets decided by the keys it carries (a key holding
+ * null or undefined counts as absent, as the providers' own SDK types allow):
+ *   - a `usageMetadata` key (a Gemini response or wrapper: only that key is read)
+ *     or any of promptTokenCount / candidatesTokenCount / thoughtsTokenCount /
+ *     cachedContentTokenCount                                           → Gemini
+ *   - any of prompt_tokens / completion_tokens / prompt_tokens_details /
+ *     completion_tokens_details                                         → OpenAI Chat Completions
+ *   - cache_read_input_tokens or cache_creation_input_tokens            → Anthropic Messages
+ *   - input_tokens_details or output_tokens_details                     → OpenAI Responses
+ *   - only input_tokens / output_tokens   → Responses or Anthropic; without any cache
+ *     field both read the same, so it is read as Anthropic (nothing to subtract)
+ * Keys of two of these families together are rejected (input_tokens / output_tokens
+ * next to Gemini or Chat Completions keys too): no single rule reads such an object
+ * correctly, and guessing would misprice the call.
+ */
+
+/** A provider's usage object reduced to what pricing needs. All non-negative integers. */
+export interface NormalizedUsage {
+  input_tokens: number;          // prompt tokens billed at the plain input rate (NOT including cache reads or cache writes)
+  cache_read_tokens: number;     // prompt tokens read from the provider's cache (billed at the cache-read rate)
+  cache_creation_tokens: number; // prompt tokens written to the cache (billed at the cache-write rate)
+  output_tokens: number;         // all output tokens, reasoning included
+  reasoning_tokens: number;      // the part of output_tokens that was reasoning (0 when not reported)
+}
+
+export type UsageResult = { ok: true; usage: NormalizedUsage } | { ok: false; path: string; message: string };
+
+type UsageShape = 'openai_chat' | 'openai_responses' | 'anthropic' | 'gemini';
+
+// Keys only one shape uses. A key holding null or undefined counts as absent.
+const SHAPE_KEYS: Readonly<Record<UsageShape, readonly string[]>> = {
+  gemini: ['promptTokenCount', 'candidatesTokenCount', 'thoughtsTokenCount', 'cachedContentTokenCount'],
+  openai_chat: ['prompt_tokens', 'completion_tokens', 'prompt_tokens_details', 'completion_tokens_details'],
+  openai_responses: ['input_tokens_details', 'output_tokens_details'],
+  anthropic: ['cache_read_input_tokens', 'cache_creation_input_tokens'],
+};
+
+// input_tokens / output_tokens belong to both Responses and Anthropic, so they do not
+// decide between them; alone they mark a usage object as one of the two.
+const SHARED_INPUT_OUTPUT_KEYS = ['input_tokens', 'output_tokens'] as const;
+
+const ACCEPTED_SHAPES_MESSAGE =
+  'usage has none of the recognised token counts; accepted are ' +
+  'prompt_tokens/completion_tokens (OpenAI Chat Completions and Completions), ' +
+  'input_tokens/output_tokens with input_tokens_details/output_tokens_details (OpenAI Responses), ' +
+  'input_tokens/output_tokens with cache_read_input_tokens/cache_creation_input_tokens (Anthropic Messages), ' +
+  'and promptTokenCount/candidatesTokenCount/thoughtsTokenCount/cachedContentTokenCount ' +
+  '(Gemini usageMetadata, alone or under a usageMetadata key)';
+
+// Thrown inside this module only, so that a failed read stops at its first bad field;
+// normalizeUsage turns it into a result. No parameter property: type stripping cannot erase one.
+class UsageError extends Error {
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super(message);
+    this.path = path;
+  }
+}
+
+export function normalizeUsage(usage: Record<string, unknown>): UsageResult {
+  try {
+    const normalized = readUsage(usage);
+    if (!Number.isSafeInteger(totalTokens(normalized))) {
+      return { ok: false, path: '', message: 'token counts add up to more than can be counted exactly' };
+    }
+    return { ok: true, usage: normalized };
+  } catch (error) {
+    if (error instanceof UsageError) return { ok: false, path: error.path, message: error.message };
+    throw error;
+  }
+}
+
+/** Tokens that count against a tokens-per-minute limit: every input, cached or not, plus every output token. */
+export function totalTokens(u: NormalizedUsage): number {
+  return u.input_tokens + u.cache_read_tokens + u.cache_creation_tokens + u.output_tokens;
+}
+
+function readUsage(usage: Record<string, unknown>): NormalizedUsage {
+  if (isPresent(usage.usageMetadata)) {
+    const metadata = usage.usageMetadata;
+    if (!isRecord(metadata)) throw new UsageError('usageMetadata', 'usageMetadata must be an object');
+    return readGemini(metadata, 'usageMetadata.');
+  }
+  switch (detectShape(usage)) {
+    case 'openai_chat':
+      return readOpenAIChat(usage);
+    case 'openai_responses':
+      return readOpenAIResponses(usage);
+    case 'anthropic':
+      return readAnthropic(usage);
+    case 'gemini':
+      return readGemini(usage, '');
+  }
+}
+
+function detectShape(usage: Record<string, unknown>): UsageShape {
+  const firstPresent = (keys: readonly string[]): string | undefined => keys.find((key) => isPresent(usage[key]));
+  const marked = (Object.keys(SHAPE_KEYS) as UsageShape[]).flatMap((shape) => {
+    const key = firstPresent(SHAPE_KEYS[shape]);
+    return key === undefined ? [] : [{ shape, key }];
+  });
+  const sharedKey = firstPresent(SHARED_INPUT_OUTPUT_KEYS);
+  const sharedKeyClashes =
+    sharedKey !== undefined && marked.some(({ shape }) => shape === 'gemini' || shape === 'openai_chat');
+  if (marked.length > 1 || sharedKeyClashes) {
+    const keys = [...marked.map(({ key }) => key), ...(sharedKey === undefined ? [] : [sharedKey])];
+    throw new UsageError('', `usage mixes fields of different providers' formats (${keys.join(', ')}); it must follow one format`);
+  }
+  const [only] = marked;
+  if (only !== undefined) return only.shape;
+  if (sharedKey !== undefined) return 'anthropic';
+  throw new UsageError('', ACCEPTED_SHAPES_MESSAGE);
+}
+
+// OpenAI Chat Completions and Completions: prompt_tokens includes cached_tokens.
+function readOpenAIChat(usage: Record<string, unknown>): NormalizedUsage {
+  const promptTokens = readCount(usage, 'prompt_tokens', '');
+  const completionTokens = readCount(usage, 'completion_tokens', '');
+  const promptDetails = readDetails(usage, 'prompt_tokens_details', '');
+  const completionDetails = readDetails(usage, 'completion_tokens_details', '');
+  const cachedTokens = readCount(promptDetails, 'cached_tokens', 'prompt_tokens_details.');
+  const reasoningTokens = readCount(completionDetails, 'reasoning_tokens', 'completion_tokens_details.');
+  requireAtMost(cachedTokens, 'prompt_tokens_details.cached_tokens', promptTokens, 'prompt_tokens');
+  requireAtMost(reasoningTokens, 'completion_tokens_details.reasoning_tokens', completionTokens, 'completion_tokens');
+  return {
+    input_tokens: promptTokens - cachedTokens,
+    cache_read_tokens: cachedTokens,
+    cache_creation_tokens: 0,
+    output_tokens: completionTokens,
+    reasoning_tokens: reasoningTokens,
+  };
+}
+
+// OpenAI Responses API: input_tokens includes cached_tokens.
+function readOpenAIResponses(usage: Record<string, unknown>): NormalizedUsage {
+  const inputTokens = readCount(usage, 'input_tokens', '');
+  const outputTokens = readCount(usage, 'output_tokens', '');
+  const inputDetails = readDetails(usage, 'input_tokens_details', '');
+  const outputDetails = readDetails(usage, 'output_tokens_details', '');
+  const cachedTokens = readCount(inputDetails, 'cached_tokens', 'input_tokens_details.');
+  const reasoningTokens = readCount(outputDetails, 'reasoning_tokens', 'output_tokens_details.');
+  requireAtMost(cachedTokens, 'input_tokens_details.cached_tokens', inputTokens, 'input_tokens');
+  requireAtMost(reasoningTokens, 'output_tokens_details.reasoning_tokens', outputTokens, 'output_tokens');
+  return {
+    input_tokens: inputTokens - cachedTokens,
+    cache_read_tokens: cachedTokens,
+    cache_creation_tokens: 0,
+    output_tokens: outputTokens,
+    reasoning_tokens: reasoningTokens,
+  };
+}
+
+// Anthropic Messages: input_tokens excludes both cache counts, so all three add up.
+// Anthropic does not report thinking tokens apart from output_tokens.
+function readAnthropic(usage: Record<string, unknown>): NormalizedUsage {
+  return {
+    input_tokens: readCount(usage, 'input_tokens', ''),
+    cache_read_tokens: readCount(usage, 'cache_read_input_tokens', ''),
+    cache_creation_tokens: readCount(usage, 'cache_creation_input_tokens', ''),
+    output_tokens: readCount(usage, 'output_tokens', ''),
+    reasoning_tokens: 0,
+  };
+}
+
+// Gemini: promptTokenCount includes cachedContentTokenCount; thoughts are billed as
+// output but reported apart from candidatesTokenCount.
+function readGemini(metadata: Record<string, unknown>, pathPrefix: string): NormalizedUsage {
+  const promptTokens = readCount(metadata, 'promptTokenCount', pathPrefix);
+  const candidatesTokens = readCount(metadata, 'candidatesTokenCount', pathPrefix);
+  const thoughtsTokens = readCount(metadata, 'thoughtsTokenCount', pathPrefix);
+  const cachedTokens = readCount(metadata, 'cachedContentTokenCount', pathPrefix);
+  requireAtMost(cachedTokens, `${pathPrefix}cachedContentTokenCount`, promptTokens, `${pathPrefix}promptTokenCount`);
+  return {
+    input_tokens: promptTokens - cachedTokens,
+    cache_read_tokens: cachedTokens,
+    cache_creation_tokens: 0,
+    output_tokens: candidatesTokens + thoughtsTokens,
+    reasoning_tokens: thoughtsTokens,
+  };
+}
+
+function isPresent(value: unknown): boolean {
+  return value !== undefined && value !== null;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A token count; absent (or null) means the provider did not report it, which is 0. */
+function readCount(container: Record<string, unknown>, key: string, pathPrefix: string): number {
+  const value = container[key];
+  if (!isPresent(value)) return 0;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new UsageError(`${pathPrefix}${key}`, `${pathPrefix}${key} must be a non-negative whole number, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** A `*_details` object; absent (or null) reads as empty, so the counts inside are 0. */
+function readDetails(container: Record<string, unknown>, key: string, pathPrefix: string): Record<string, unknown> {
+  const value = container[key];
+  if (!isPresent(value)) return {};
+  if (!isRecord(value)) throw new UsageError(`${pathPrefix}${key}`, `${pathPrefix}${key} must be an object, got ${describe(value)}`);
+  return value;
+}
+
+function requireAtMost(part: number, partPath: string, whole: number, wholePath: string): void {
+  if (part > whole) {
+    throw new UsageError(partPath, `${partPath} (${part}) is more than ${wholePath} (${whole}), which includes it`);
+  }
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (Array.isArray(value)) return 'an array';
+  return `a value of type ${typeof value}`;
+}

@@ -1,0 +1,545 @@
+-- The ledger's state changes. Each is one SQL function: one transaction, one round trip.
+--
+-- A reservation is a two-phase transfer:
+--
+--     held ──settle──▶ settled
+--     held ──release─▶ released
+--     held ──expire──▶ expired ──settle (late)──▶ settled
+--
+-- A held reservation past its expires_at is expired, whether or not a sweeper has written that yet: every call
+-- that touches it writes the expiry first (lock_reservation). The trigger below is the one place the machine is
+-- enforced; the functions only choose what to answer.
+--
+-- Locks, always in this order: an idempotency key's advisory lock, then a reservation row, then counter rows in
+-- sorted_keys() order. A call that needs a row out of that order (reserve expiring someone else's stale hold)
+-- takes it with SKIP LOCKED, never waiting, so no cycle can form.
+
+create function spendgate.allowed_transition(p_from text, p_to text) returns boolean
+language sql immutable as $$
+  select (p_from, p_to) in (('held', 'settled'), ('held', 'released'), ('held', 'expired'), ('expired', 'settled'))
+$$;
+
+create function spendgate.enforce_transition() returns trigger
+language plpgsql as $$
+begin
+  if not spendgate.allowed_transition(old.status, new.status) then
+    raise exception 'reservation % cannot go from % to %', old.id, old.status, new.status
+      using errcode = 'SG409';
+  end if;
+  return new;
+end $$;
+
+create trigger reservations_state_machine
+  before update of status on spendgate.reservations
+  for each row when (old.status is distinct from new.status)
+  execute function spendgate.enforce_transition();
+
+-- Price-table lookup: the exact name, else the name without its provider prefix ("openai/gpt-4o" → "gpt-4o").
+create function spendgate.find_model(p_name text) returns table (name text, entry jsonb)
+language sql stable as $$
+  select m.name, m.entry from spendgate.models m
+   where m.name = p_name or (p_name like '%/%' and m.name = substr(p_name, strpos(p_name, '/') + 1))
+   order by m.name = p_name desc
+   limit 1
+$$;
+
+create function spendgate.price(p_entry jsonb, p_field text) returns numeric
+language sql immutable as $$ select (p_entry ->> p_field)::numeric $$;
+
+-- The worst-case cost and tokens of a call, from the price-table entry (null when the model is unknown), what the
+-- request body said (p_req: input_tokens, unsized_parts, max_output_tokens, n, size) and the caller's own estimate.
+-- A price the entry lacks is unknown, never 0: the call then holds p_fallback.
+create function spendgate.estimate(p_entry jsonb, p_req jsonb, p_caller jsonb, p_fallback numeric)
+returns jsonb language plpgsql stable as $$
+declare
+  mode text := p_entry ->> 'mode';
+  n integer := coalesce((p_req ->> 'n')::integer, 1);
+  max_out bigint := coalesce((p_entry ->> 'max_output_tokens')::numeric::bigint, 16384);
+  -- Parts of unknown size (images, files) count as a whole context window.
+  context bigint := coalesce((p_entry ->> 'max_input_tokens')::numeric::bigint, 128000);
+  input_tokens bigint := coalesce((p_req ->> 'input_tokens')::bigint, 0);
+  output_tokens bigint := 0;
+  per_image numeric;
+  pixels numeric;
+  cost numeric;
+  source text := 'request';
+begin
+  if p_req is null then
+    -- Only the caller's estimate to go by.
+    null;
+  elsif mode in ('image_generation', 'image_edit') then
+    -- One per-image price, never the sum of input and output ones.
+    per_image := coalesce(spendgate.price(p_entry, 'output_cost_per_image'),
+                          spendgate.price(p_entry, 'input_cost_per_image'));
+    if per_image is null then
+      pixels := coalesce(split_part(p_req ->> 'size', 'x', 1)::numeric * split_part(p_req ->> 'size', 'x', 2)::numeric,
+                         1024 * 1024);
+      per_image := pixels * coalesce(spendgate.price(p_entry, 'output_cost_per_pixel'),
+                                     spendgate.price(p_entry, 'input_cost_per_pixel'));
+    end if;
+    cost := n * per_image;
+  elsif mode = 'embedding' then
+    cost := input_tokens * spendgate.price(p_entry, 'input_cost_per_token');
+  else
+    input_tokens := input_tokens + coalesce((p_req ->> 'unsized_parts')::bigint, 0) * context;
+    if p_entry ? 'max_input_tokens' then input_tokens := least(input_tokens, context); end if;
+    output_tokens := n * least(coalesce((p_req ->> 'max_output_tokens')::bigint, 16384), max_out);
+    cost := input_tokens * spendgate.price(p_entry, 'input_cost_per_token')
+          + output_tokens * greatest(spendgate.price(p_entry, 'output_cost_per_token'),
+                                     coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token'),
+                                              spendgate.price(p_entry, 'output_cost_per_token')));
+  end if;
+  if cost is null and p_req is not null then
+    cost := p_fallback;
+    source := 'fallback';
+  end if;
+  if p_caller ->> 'cost' is not null then
+    cost := (p_caller ->> 'cost')::numeric;
+    source := 'caller';
+  end if;
+  return jsonb_build_object(
+    'cost', cost,
+    'input_tokens', input_tokens,
+    'output_tokens', output_tokens,
+    'source', source,
+    'caller_tokens', (p_caller ->> 'tokens')::bigint,
+    -- A request without max_tokens gets its output token hold capped (see token_hold).
+    'output_cap_allowed', p_req is not null and p_req ->> 'max_output_tokens' is null);
+end $$;
+
+-- Tokens a hold counts against TPM. Without max_tokens the output part is capped at a quarter of the smallest TPM
+-- limit that applies, so that a small TPM stays usable by requests that leave max_tokens out.
+create function spendgate.token_hold(p_est jsonb, p_keys spendgate.counter_key[]) returns jsonb
+language plpgsql stable as $$
+declare
+  smallest bigint;
+  output_tokens bigint := (p_est ->> 'output_tokens')::bigint;
+begin
+  if p_est ->> 'caller_tokens' is not null then
+    return jsonb_build_object('tokens', (p_est ->> 'caller_tokens')::bigint);
+  end if;
+  if (p_est ->> 'output_cap_allowed')::boolean then
+    select min((spendgate.effective_limit(k.kind, k.id, k.model)).tpm) into smallest from unnest(p_keys) k;
+    if smallest is not null and output_tokens > smallest / 4 then
+      return jsonb_build_object('tokens', (p_est ->> 'input_tokens')::bigint + smallest / 4,
+                                'output_tokens_cap', smallest / 4);
+    end if;
+  end if;
+  return jsonb_build_object('tokens', (p_est ->> 'input_tokens')::bigint + output_tokens);
+end $$;
+
+create function spendgate.reservation_keys(p_id uuid) returns spendgate.counter_key[]
+language sql stable as $$
+  select spendgate.sorted_keys(array(
+    select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
+      from spendgate.reservation_counters rc where rc.reservation_id = p_id))
+$$;
+
+-- Applies a hold's end (or a late charge) to every counter it charged. The counters must already be locked.
+create function spendgate.charge_counters(r spendgate.reservations, p_at timestamptz, d_spend numeric,
+                                          d_reserved numeric, d_in_flight integer, d_tokens bigint)
+returns void language plpgsql as $$
+begin
+  update spendgate.counters c
+     set (period_start, spend, reserved, in_flight, window_start,
+          requests_cur, requests_prev, tokens_cur, tokens_prev) =
+         (select n.period_start, n.spend, n.reserved, n.in_flight, n.window_start,
+                 n.requests_cur, n.requests_prev, n.tokens_cur, n.tokens_prev
+            from spendgate.changed(c, p_at, d_spend => d_spend, d_reserved => d_reserved,
+                                   d_in_flight => d_in_flight, d_tokens => d_tokens,
+                                   p_token_window => r.window_start) n)
+    from spendgate.reservation_counters rc
+   where rc.reservation_id = r.id and c.kind = rc.kind and c.id = rc.id and c.model = rc.model;
+  if r.status = 'settled' then
+    -- The charge lands in each counter's current period; the audit looks for it there.
+    update spendgate.reservation_counters rc set charged_period = c.period_start
+      from spendgate.counters c
+     where rc.reservation_id = r.id and c.kind = rc.kind and c.id = rc.id and c.model = rc.model;
+  end if;
+end $$;
+
+-- Returns a live hold to its counters and marks it expired. Its counters must already be locked.
+create function spendgate.expire_hold(r spendgate.reservations, p_at timestamptz) returns spendgate.reservations
+language plpgsql as $$
+begin
+  perform spendgate.charge_counters(r, p_at, 0, -r.reserved_cost, -1, -r.reserved_tokens);
+  update spendgate.reservations set status = 'expired', expired_at = p_at where id = r.id returning * into r;
+  return r;
+end $$;
+
+-- Locks a reservation and its counters; a held one past its expiry is expired first. Null when unknown.
+create function spendgate.lock_reservation(p_id uuid, p_at timestamptz) returns spendgate.reservations
+language plpgsql as $$
+declare
+  r spendgate.reservations;
+begin
+  select * into r from spendgate.reservations where id = p_id for update;
+  if not found then return null; end if;
+  perform spendgate.lock_counters(spendgate.reservation_keys(r.id), p_at);
+  if r.status = 'held' and r.expires_at <= p_at then
+    r := spendgate.expire_hold(r, p_at);
+  end if;
+  return r;
+end $$;
+
+-- Expires the stale holds on these (already locked) counters, so that a refusal never rests on a hold whose
+-- caller is gone. Their other counters are taken only if free; a hold whose counters are busy is left to the
+-- next call or the sweeper.
+create function spendgate.expire_stale(p_keys spendgate.counter_key[], p_at timestamptz) returns integer
+language plpgsql as $$
+declare
+  r spendgate.reservations;
+  others spendgate.counter_key[];
+  expired integer := 0;
+begin
+  for r in
+    -- Driven from the live holds (a partial index), not from the counters' whole history.
+    select res.* from spendgate.reservations res
+     where res.status = 'held' and res.expires_at <= p_at
+       and exists (select 1 from spendgate.reservation_counters rc join unnest(p_keys) k
+                      on rc.kind = k.kind and rc.id = k.id and rc.model = k.model
+                    where rc.reservation_id = res.id)
+       for update of res skip locked
+  loop
+    others := array(select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
+                      from spendgate.reservation_counters rc where rc.reservation_id = r.id
+                    except select k.kind, k.id, k.model from unnest(p_keys) k);
+    if cardinality(others) > 0 and cardinality(others) > (
+         select count(*) from (select 1 from spendgate.counters c join unnest(others) k
+                                 on c.kind = k.kind and c.id = k.id and c.model = k.model
+                               for update of c skip locked) free) then
+      continue;
+    end if;
+    perform spendgate.expire_hold(r, p_at);
+    expired := expired + 1;
+  end loop;
+  return expired;
+end $$;
+
+-- The first limit among these counters that the hold would break; null when it fits everywhere.
+create function spendgate.first_refusal(p_keys spendgate.counter_key[], p_cost numeric, p_tokens bigint,
+                                        p_at timestamptz)
+returns jsonb language sql stable as $$
+  select refusal from (
+    select k.ord, spendgate.refusal(c, spendgate.effective_limit(c.kind, c.id, c.model), p_cost, p_tokens, p_at)
+      from unnest(p_keys) with ordinality k(kind, id, model, ord)
+      join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model) checked(ord, refusal)
+   where refusal is not null
+   order by ord
+   limit 1
+$$;
+
+-- Each named scope with its limit and usage; a model limit that applies shows under its scope as model_limit.
+create function spendgate.scopes_json(p_keys spendgate.counter_key[], p_at timestamptz) returns jsonb
+language sql stable as $$
+  select coalesce(jsonb_agg(
+           jsonb_build_object('kind', c.kind, 'id', c.id)
+           || spendgate.usage_json(c, spendgate.effective_limit(c.kind, c.id, ''), p_at)
+           || coalesce((select jsonb_build_object('model_limit', jsonb_build_object('model', m.model)
+                                || spendgate.usage_json(m, spendgate.effective_limit(m.kind, m.id, m.model), p_at))
+                          from spendgate.counters m join unnest(p_keys) mk
+                            on m.kind = mk.kind and m.id = mk.id and m.model = mk.model
+                         where m.kind = c.kind and m.id = c.id and m.model <> '' limit 1), '{}')
+           order by k.ord), '[]')
+    from unnest(p_keys) with ordinality k(kind, id, model, ord)
+    join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model
+   where k.model = ''
+$$;
+
+-- The price fields of an entry, as decimal strings.
+create function spendgate.model_prices(p_entry jsonb) returns jsonb
+language sql immutable as $$
+  select case when p_entry is null then null else coalesce(
+    (select jsonb_object_agg(key, case when jsonb_typeof(value) = 'number' and key like '%cost%'
+                                       then to_jsonb(trim_scale(value::text::numeric)::text) else value end)
+       from jsonb_each(p_entry)), '{}') end
+$$;
+
+-- A reservation as callers see it.
+create function spendgate.reservation_json(r spendgate.reservations, p_at timestamptz) returns jsonb
+language sql stable as $$
+  select jsonb_build_object(
+    'id', r.id,
+    'status', case when r.status = 'held' and r.expires_at <= p_at then 'expired' else r.status end,
+    'model', r.model,
+    'reserved_cost', spendgate.money(r.reserved_cost),
+    'reserved_tokens', r.reserved_tokens,
+    'actual_cost', spendgate.money(r.actual_cost),
+    'actual_tokens', r.actual_tokens,
+    'cost_source', r.cost_source,
+    'usage', r.usage,
+    'estimate', r.estimate,
+    'idempotency_key', r.idempotency_key,
+    'created_at', spendgate.iso(r.created_at),
+    'expires_at', spendgate.iso(r.expires_at),
+    'settled_at', spendgate.iso(r.settled_at),
+    'released_at', spendgate.iso(r.released_at),
+    'expired_at', spendgate.iso(r.expired_at),
+    'scopes', (select coalesce(jsonb_agg(jsonb_build_object('kind', rc.kind, 'id', rc.id)
+                                         order by rc.kind collate "C", rc.id collate "C"), '[]')
+                 from spendgate.reservation_counters rc where rc.reservation_id = r.id and rc.model = ''),
+    'price', spendgate.model_prices(r.model_entry))
+$$;
+
+-- Reserve: p = {scopes: [{kind, id}], model, request_estimate, caller_estimate, ttl_seconds, idempotency_key,
+-- request_hash, fallback_hold}. Checks and charges every counter all or nothing.
+create function spendgate.reserve(p jsonb, p_at timestamptz default null) returns jsonb
+language plpgsql set lock_timeout = '5s' as $$
+declare
+  v_at timestamptz := spendgate.clock(p_at);
+  v_key text := p ->> 'idempotency_key';
+  v_existing spendgate.reservations;
+  v_model text;
+  v_entry jsonb;
+  v_est jsonb;
+  v_hold jsonb;
+  v_cost numeric;
+  v_tokens bigint;
+  v_keys spendgate.counter_key[];
+  v_refusal jsonb;
+  v_id uuid := gen_random_uuid();
+begin
+  if v_key is not null then
+    -- Attempts sharing a key run one after the other, so a retry racing its original replays it.
+    perform pg_advisory_xact_lock(hashtextextended('spendgate.idempotency:' || v_key, 0));
+    select * into v_existing from spendgate.reservations where idempotency_key = v_key;
+    if found then
+      if v_existing.request_hash is distinct from p ->> 'request_hash' then
+        return spendgate.error('conflict',
+          format('idempotency_key %s was already used with a different request body (reservation %s). Use a new key for a new request.',
+                 v_key, v_existing.id),
+          jsonb_build_object('idempotency_key', v_key, 'reservation_id', v_existing.id));
+      end if;
+      return spendgate.reservation_json(v_existing, v_at)
+             || jsonb_build_object('replayed', true,
+                                   'scopes', spendgate.scopes_json(spendgate.reservation_keys(v_existing.id), v_at));
+    end if;
+  end if;
+
+  if p ->> 'model' is not null then
+    select m.name, m.entry into v_model, v_entry from spendgate.find_model(p ->> 'model') m;
+    if v_model is null and p ->> 'fallback_hold' is null and p -> 'caller_estimate' ->> 'cost' is null then
+      return spendgate.error('invalid_request',
+        format('Model %s is not in the price table, and unknown models are rejected (SPENDGATE_UNKNOWN_MODEL_HOLD=reject). Add it with PUT /v1/models/{name} or give estimate.cost.', p ->> 'model'),
+        jsonb_build_object('issues', jsonb_build_array(jsonb_build_object('path', 'model', 'message', 'not in the price table'))));
+    end if;
+  end if;
+  v_est := spendgate.estimate(v_entry, nullif(p -> 'request_estimate', 'null'), nullif(p -> 'caller_estimate', 'null'),
+                              (p ->> 'fallback_hold')::numeric);
+  v_cost := (v_est ->> 'cost')::numeric;
+
+  v_keys := spendgate.sorted_keys(array(
+    select row(s ->> 'kind', s ->> 'id', '')::spendgate.counter_key from jsonb_array_elements(p -> 'scopes') s
+    union all
+    select row(l.kind, l.id, l.model)::spendgate.counter_key
+      from spendgate.limits l join jsonb_array_elements(p -> 'scopes') s
+        on l.kind = s ->> 'kind' and l.id = s ->> 'id'
+     where l.model = coalesce(v_model, p ->> 'model')));
+  perform spendgate.lock_counters(v_keys, v_at);
+
+  v_hold := spendgate.token_hold(v_est, v_keys);
+  v_tokens := (v_hold ->> 'tokens')::bigint;
+  v_refusal := spendgate.first_refusal(v_keys, v_cost, v_tokens, v_at);
+  if v_refusal is not null and spendgate.expire_stale(v_keys, v_at) > 0 then
+    v_refusal := spendgate.first_refusal(v_keys, v_cost, v_tokens, v_at);
+  end if;
+  if v_refusal is not null then
+    return v_refusal || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_at));
+  end if;
+
+  insert into spendgate.reservations (id, status, model, model_entry, reserved_cost, reserved_tokens, estimate,
+                                      idempotency_key, request_hash, window_start, created_at, expires_at)
+  values (v_id, 'held', p ->> 'model', v_entry, v_cost, v_tokens,
+          jsonb_build_object('input_tokens', (v_est ->> 'input_tokens')::bigint,
+                             'output_tokens', (v_est ->> 'output_tokens')::bigint,
+                             'source', v_est ->> 'source',
+                             'price_entry', v_model)
+          || case when v_hold ? 'output_tokens_cap'
+                  then jsonb_build_object('output_tokens_cap', (v_hold ->> 'output_tokens_cap')::bigint)
+                  else '{}' end,
+          v_key, p ->> 'request_hash', spendgate.window_start(v_at), v_at,
+          v_at + make_interval(secs => (p ->> 'ttl_seconds')::integer));
+  insert into spendgate.reservation_counters (reservation_id, kind, id, model)
+  select v_id, k.kind, k.id, k.model from unnest(v_keys) k;
+  update spendgate.counters c
+     set (period_start, spend, reserved, in_flight, window_start,
+          requests_cur, requests_prev, tokens_cur, tokens_prev) =
+         (select n.period_start, n.spend, n.reserved, n.in_flight, n.window_start,
+                 n.requests_cur, n.requests_prev, n.tokens_cur, n.tokens_prev
+            from spendgate.changed(c, v_at, d_reserved => v_cost, d_in_flight => 1, d_requests => 1,
+                                   d_tokens => v_tokens) n)
+    from unnest(v_keys) k
+   where c.kind = k.kind and c.id = k.id and c.model = k.model;
+
+  return spendgate.reservation_json((select r from spendgate.reservations r where r.id = v_id), v_at)
+         || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_at));
+end $$;
+
+-- The cost of a usage (normalized: input_tokens, cache_read_tokens, cache_creation_tokens, output_tokens,
+-- reasoning_tokens) plus images, at the entry's prices. Cached tokens are priced at their own rate (the input rate
+-- when the entry has none) and not again at the input rate. Null when a price it needs is unknown.
+create function spendgate.usage_cost(p_entry jsonb, p_usage jsonb, p_images integer) returns numeric
+language plpgsql immutable as $$
+declare
+  input_rate numeric := spendgate.price(p_entry, 'input_cost_per_token');
+  output_rate numeric := spendgate.price(p_entry, 'output_cost_per_token');
+  tokens numeric := 0;
+  images numeric := 0;
+  u jsonb := coalesce(p_usage, '{}');
+begin
+  if p_usage is not null then
+    tokens := (u ->> 'input_tokens')::bigint * input_rate
+      + (u ->> 'cache_read_tokens')::bigint
+        * coalesce(spendgate.price(p_entry, 'cache_read_input_token_cost'), input_rate)
+      + (u ->> 'cache_creation_tokens')::bigint
+        * coalesce(spendgate.price(p_entry, 'cache_creation_input_token_cost'), input_rate)
+      + ((u ->> 'output_tokens')::bigint - (u ->> 'reasoning_tokens')::bigint) * output_rate
+      + (u ->> 'reasoning_tokens')::bigint
+        * coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token'), output_rate);
+  end if;
+  if coalesce(p_images, 0) > 0 then
+    images := p_images * coalesce(spendgate.price(p_entry, 'output_cost_per_image'),
+                                  spendgate.price(p_entry, 'input_cost_per_image'));
+  end if;
+  return tokens + images;
+end $$;
+
+-- Settle: p = {cost, usage (normalized), images, actual_tokens, settle_hash}. Charges the actual cost exactly
+-- once, in full even above the hold. A late settle (after expiry) charges it too; the hold went back at expiry.
+create function spendgate.settle(p_id uuid, p jsonb, p_at timestamptz default null) returns jsonb
+language plpgsql set lock_timeout = '5s' as $$
+declare
+  v_at timestamptz := spendgate.clock(p_at);
+  r spendgate.reservations;
+  v_cost numeric;
+  v_source text;
+  v_tokens bigint;
+  v_late boolean;
+begin
+  r := spendgate.lock_reservation(p_id, v_at);
+  if r.id is null then
+    return spendgate.error('not_found', format('No reservation %s.', p_id));
+  end if;
+  if r.status = 'settled' then
+    if r.settle_hash is distinct from p ->> 'settle_hash' then
+      return spendgate.error('conflict',
+        format('Reservation %s was already settled with a different body (actual_cost %s); a settle is charged once.',
+               r.id, spendgate.money(r.actual_cost)), jsonb_build_object('status', r.status));
+    end if;
+    return spendgate.settle_json(r, v_at) || jsonb_build_object('replayed', true);
+  end if;
+  if r.status = 'released' then
+    return spendgate.error('conflict',
+      format('Reservation %s was released; a released reservation cannot be settled.', r.id),
+      jsonb_build_object('status', r.status));
+  end if;
+
+  if p ->> 'cost' is not null then
+    v_cost := (p ->> 'cost')::numeric;
+    v_source := 'caller';
+  else
+    v_cost := spendgate.usage_cost(r.model_entry, p -> 'usage', (p ->> 'images')::integer);
+    v_source := 'usage';
+    if v_cost is null then
+      -- No price to compute it with: charge the hold rather than nothing.
+      v_cost := r.reserved_cost;
+      v_source := 'hold';
+    end if;
+  end if;
+  v_tokens := coalesce((p ->> 'actual_tokens')::bigint, r.reserved_tokens);
+  v_late := r.status = 'expired';
+
+  update spendgate.reservations
+     set status = 'settled', settled_at = v_at, actual_cost = v_cost, actual_tokens = v_tokens,
+         usage = p -> 'usage', cost_source = v_source, settle_hash = p ->> 'settle_hash'
+   where id = r.id returning * into r;
+  if v_late then
+    perform spendgate.charge_counters(r, v_at, v_cost, 0, 0, v_tokens);
+  else
+    perform spendgate.charge_counters(r, v_at, v_cost, -r.reserved_cost, -1, v_tokens - r.reserved_tokens);
+  end if;
+  return spendgate.settle_json(r, v_at);
+end $$;
+
+create function spendgate.settle_json(r spendgate.reservations, p_at timestamptz) returns jsonb
+language sql stable as $$
+  select spendgate.reservation_json(r, p_at) || jsonb_build_object(
+    'late', r.expired_at is not null,
+    -- What this settle gave back: the unused part of a live hold; nothing for a late settle.
+    'released_cost', spendgate.money(case when r.expired_at is not null then 0
+                                          else greatest(r.reserved_cost - r.actual_cost, 0) end))
+$$;
+
+-- Release: the call failed or was cancelled. Idempotent; an expired hold is already back, so that is fine too.
+create function spendgate.release(p_id uuid, p_at timestamptz default null) returns jsonb
+language plpgsql set lock_timeout = '5s' as $$
+declare
+  v_at timestamptz := spendgate.clock(p_at);
+  r spendgate.reservations;
+begin
+  r := spendgate.lock_reservation(p_id, v_at);
+  if r.id is null then
+    return spendgate.error('not_found', format('No reservation %s.', p_id));
+  end if;
+  if r.status = 'settled' then
+    return spendgate.error('conflict',
+      format('Reservation %s was settled (actual_cost %s); a settled reservation cannot be released.',
+             r.id, spendgate.money(r.actual_cost)), jsonb_build_object('status', r.status));
+  end if;
+  if r.status = 'held' then
+    perform spendgate.charge_counters(r, v_at, 0, -r.reserved_cost, -1, -r.reserved_tokens);
+    update spendgate.reservations set status = 'released', released_at = v_at where id = r.id returning * into r;
+  end if;
+  return spendgate.reservation_json(r, v_at)
+         || jsonb_build_object('released_cost', spendgate.money(r.reserved_cost));
+end $$;
+
+-- Extend: keeps a live hold alive (long streams).
+create function spendgate.extend(p_id uuid, p_ttl_seconds integer, p_at timestamptz default null) returns jsonb
+language plpgsql set lock_timeout = '5s' as $$
+declare
+  v_at timestamptz := spendgate.clock(p_at);
+  r spendgate.reservations;
+begin
+  r := spendgate.lock_reservation(p_id, v_at);
+  if r.id is null then
+    return spendgate.error('not_found', format('No reservation %s.', p_id));
+  end if;
+  if r.status <> 'held' then
+    return spendgate.error('conflict',
+      format('Reservation %s is %s; only a held reservation can be extended.', r.id, r.status),
+      jsonb_build_object('status', r.status));
+  end if;
+  update spendgate.reservations set expires_at = v_at + make_interval(secs => p_ttl_seconds)
+   where id = r.id returning * into r;
+  return spendgate.reservation_json(r, v_at);
+end $$;
+
+create function spendgate.get_reservation(p_id uuid, p_at timestamptz default null) returns jsonb
+language sql stable as $$
+  select coalesce((select spendgate.reservation_json(r, spendgate.clock(p_at))
+                     from spendgate.reservations r where r.id = p_id),
+                  spendgate.error('not_found', format('No reservation %s.', p_id)))
+$$;
+
+-- Sweep: expires up to p_batch held reservations past expires_at. Rows another sweeper (or a settle) holds are
+-- skipped, so many sweepers at once divide the work; their counters are locked in the global order.
+create function spendgate.sweep(p_at timestamptz default null, p_batch integer default 1000) returns integer
+language plpgsql set lock_timeout = '5s' as $$
+declare
+  v_at timestamptz := spendgate.clock(p_at);
+  v_ids uuid[];
+  r spendgate.reservations;
+begin
+  v_ids := array(select id from spendgate.reservations
+                  where status = 'held' and expires_at <= v_at
+                  order by expires_at limit p_batch for update skip locked);
+  if cardinality(v_ids) = 0 then return 0; end if;
+  perform spendgate.lock_counters(spendgate.sorted_keys(array(
+    select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
+      from spendgate.reservation_counters rc where rc.reservation_id = any (v_ids))), v_at);
+  for r in select * from spendgate.reservations where id = any (v_ids) loop
+    perform spendgate.expire_hold(r, v_at);
+  end loop;
+  return cardinality(v_ids);
+end $$;
