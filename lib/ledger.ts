@@ -42,7 +42,8 @@ function orThrow(result: Json): Json {
   return result;
 }
 
-/** The ledger's SQL functions, one statement each. */
+/** The ledger's SQL functions, one statement each. JSON goes in as text (`$1::text::jsonb`) so that no driver
+ * encodes it a second time. */
 export function createLedger(db: Queryable, clock: Clock) {
   const at = () => clock.now()?.toISOString() ?? null;
   const call = async (text: string, params: unknown[]): Promise<Json> => {
@@ -53,9 +54,9 @@ export function createLedger(db: Queryable, clock: Clock) {
   return {
     /** Answers refusals as results (not thrown): the caller needs their scopes for the rate-limit headers. */
     reserve: (payload: ReservePayload) =>
-      call('select spendgate.reserve($1::jsonb, $2::timestamptz) as result', [JSON.stringify(payload), at()]),
+      call('select spendgate.reserve($1::text::jsonb, $2::timestamptz) as result', [JSON.stringify(payload), at()]),
     settle: async (id: string, payload: SettlePayload) =>
-      orThrow(await call('select spendgate.settle($1::uuid, $2::jsonb, $3::timestamptz) as result', [id, JSON.stringify(payload), at()])),
+      orThrow(await call('select spendgate.settle($1::uuid, $2::text::jsonb, $3::timestamptz) as result', [id, JSON.stringify(payload), at()])),
     release: async (id: string) =>
       orThrow(await call('select spendgate.release($1::uuid, $2::timestamptz) as result', [id, at()])),
     extend: async (id: string, ttlSeconds: number) =>
@@ -69,7 +70,7 @@ export function createLedger(db: Queryable, clock: Clock) {
     },
     audit: () => call('select spendgate.audit() as result', []),
     putLimit: async (kind: string, id: string, body: Json) =>
-      orThrow(await call('select spendgate.put_limit($1, $2, $3::jsonb, $4::timestamptz) as result', [kind, id, JSON.stringify(body), at()])),
+      orThrow(await call('select spendgate.put_limit($1, $2, $3::text::jsonb, $4::timestamptz) as result', [kind, id, JSON.stringify(body), at()])),
     getLimit: async (kind: string, id: string) =>
       orThrow(await call('select spendgate.get_limit($1, $2, $3::timestamptz) as result', [kind, id, at()])),
     listLimits: (kind: string | null, after: ScopeRef | null, count: number) =>
@@ -78,10 +79,10 @@ export function createLedger(db: Queryable, clock: Clock) {
     deleteLimit: async (kind: string, id: string) =>
       orThrow(await call('select spendgate.delete_limit($1, $2) as result', [kind, id])),
     putModel: (name: string, entry: Json) =>
-      call('select spendgate.put_model($1, $2::jsonb, $3::timestamptz) as result', [name, JSON.stringify(entry), at()]),
+      call('select spendgate.put_model($1, $2::text::jsonb, $3::timestamptz) as result', [name, JSON.stringify(entry), at()]),
     getModel: async (name: string) => orThrow(await call('select spendgate.get_model($1) as result', [name])),
     importModels: async (entries: Record<string, Json>): Promise<number> => {
-      const [row] = await db.query<{ imported: number }>('select spendgate.import_models($1::jsonb, $2::timestamptz) as imported',
+      const [row] = await db.query<{ imported: number }>('select spendgate.import_models($1::text::jsonb, $2::timestamptz) as imported',
                                                          [JSON.stringify(entries), at()]);
       return Number(row?.imported ?? 0);
     },

@@ -1,0 +1,109 @@
+import { expect } from 'vitest';
+import { createApp } from '../../lib/app.ts';
+import { manualClock, type ManualClock } from '../../lib/clock.ts';
+import { loadConfig } from '../../lib/config.ts';
+import type { Database } from '../../lib/db.ts';
+import { type Backend, freshDatabase } from './databases.ts';
+
+export const tokens = {
+  admin: 'test-admin-token-000000000001',
+  service: 'test-service-token-0000000001',
+  cron: 'test-cron-secret-000000000001',
+} as const;
+
+export type Role = keyof typeof tokens | 'anonymous';
+
+export interface Reply {
+  status: number;
+  // Tests read answers field by field; the shape is what the test asserts.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  body: any;
+  headers: Headers;
+}
+
+export type Caller = (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<Reply>;
+
+export interface Harness {
+  db: Database;
+  url: string | null;
+  clock: ManualClock;
+  app: ReturnType<typeof createApp>;
+  as(role: Role): Caller;
+  admin: Caller;
+  service: Caller;
+  /** GET /v1/audit, asserting that every counter equals the ledger. */
+  expectAuditOk(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface HarnessOptions {
+  env?: Record<string, string>;
+  pool?: number;
+  /** The time the manual clock starts at; `null` to use the database's own clock. */
+  start?: string | null;
+}
+
+/** The app on a fresh database, with a manual clock, driven in process through its fetch handler. */
+export async function startHarness(backend: Backend, options: HarnessOptions = {}): Promise<Harness> {
+  const database = await freshDatabase(backend, { pool: options.pool });
+  const clock = manualClock(options.start ?? '2026-03-10T12:00:00Z');
+  const config = loadConfig(
+    {
+      SPENDGATE_ADMIN_TOKEN: tokens.admin,
+      SPENDGATE_SERVICE_TOKEN: tokens.service,
+      CRON_SECRET: tokens.cron,
+      ...options.env,
+    },
+    { allowGeneratedTokens: false },
+  );
+  const app = createApp({
+    db: database.db,
+    config,
+    clock: options.start === null ? undefined : clock,
+    logError: process.env.TEST_LOG_ERRORS ? undefined : () => {},
+  });
+  const as = (role: Role): Caller => async (method, path, body, headers = {}) => {
+    const init: RequestInit = {
+      method,
+      headers: {
+        ...(role === 'anonymous' ? {} : { authorization: `Bearer ${tokens[role]}` }),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...headers,
+      },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    };
+    const res = await app.request(path, init);
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, body: parsed, headers: res.headers };
+  };
+  const admin = as('admin');
+  return {
+    db: database.db,
+    url: database.url,
+    clock,
+    app,
+    as,
+    admin,
+    service: as('service'),
+    async expectAuditOk() {
+      const audit = await admin('GET', '/v1/audit');
+      expect(audit.status).toBe(200);
+      expect(audit.body.mismatches).toEqual([]);
+      expect(audit.body.ok).toBe(true);
+    },
+    close: () => database.drop(),
+  };
+}
+
+let counter = 0;
+/** A scope id no other test uses, so tests can share one database. */
+export function uniqueId(prefix: string): string {
+  counter += 1;
+  return `${prefix}-${process.pid}-${counter}-${Math.random().toString(36).slice(2, 7)}`;
+}
