@@ -203,7 +203,7 @@ begin
   loop
     others := array(select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
                       from spendgate.reservation_counters rc where rc.reservation_id = r.id
-                    except select k.kind, k.id, k.model from unnest(p_keys) k);
+                    except select row(k.kind, k.id, k.model)::spendgate.counter_key from unnest(p_keys) k);
     if cardinality(others) > 0 and cardinality(others) > (
          select count(*) from (select 1 from spendgate.counters c join unnest(others) k
                                  on c.kind = k.kind and c.id = k.id and c.model = k.model
