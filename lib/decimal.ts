@@ -3,7 +3,7 @@
  * numbers, see exact-json.ts), are checked and normalized as text, and all arithmetic happens in SQL `numeric`.
  */
 
-const decimalPattern = /^([+-]?)(\d+)?(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
+const decimalPattern = /^([+-]?)(\d+)?(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
 
 /** Largest magnitude and finest precision accepted: far beyond any budget or per-token price, and small enough
  * that a hostile exponent cannot make a huge string. */
@@ -15,7 +15,7 @@ export type DecimalResult = { ok: true; value: string } | { ok: false; message: 
 /** Parses "12.50", "1e-7", "-0.3" into plain decimal text ("12.5", "0.0000001", "-0.3"). */
 export function parseDecimal(input: string): DecimalResult {
   const match = decimalPattern.exec(input.trim());
-  if (!match || (match[2] === undefined && match[3] === undefined)) {
+  if (!match || (match[2] === undefined && !match[3])) {
     return { ok: false, message: `"${input}" is not a decimal number` };
   }
   const [, sign = '', whole = '', fraction = '', exponentText = '0'] = match;

@@ -19,7 +19,7 @@ describe('parseDecimal', () => {
     expect(parseDecimal(input)).toEqual({ ok: true, value: expected });
   });
 
-  it.each(['', 'abc', '1.2.3', '1e', 'NaN', 'Infinity', '0x10', '1,5', '1e999', '1e-999', '1' + '0'.repeat(19), '0.' + '1'.repeat(31)])(
+  it.each(['', '.', 'abc', '1.2.3', '1e', 'NaN', 'Infinity', '0x10', '1,5', '1e999', '1e-999', '1' + '0'.repeat(19), '0.' + '1'.repeat(31)])(
     'rejects %j',
     (input) => {
       expect(parseDecimal(input).ok).toBe(false);
