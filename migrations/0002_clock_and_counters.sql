@@ -170,11 +170,13 @@ language sql immutable as $$
   from (select distinct k.kind, k.id, k.model from unnest(p_keys) k) t
 $$;
 
--- Locks the counters, creating those never seen before. Keys must come from sorted_keys().
-create function spendgate.lock_counters(p_keys spendgate.counter_key[], p_at timestamptz) returns void
-language plpgsql as $$
+-- Locks the counters, creating those never seen before, and returns the keys it created. Keys must come from
+-- sorted_keys().
+create function spendgate.lock_counters(p_keys spendgate.counter_key[], p_at timestamptz)
+returns spendgate.counter_key[] language plpgsql as $$
 declare
   k spendgate.counter_key;
+  created spendgate.counter_key[] := '{}';
 begin
   foreach k in array p_keys loop
     perform 1 from spendgate.counters c
@@ -183,10 +185,15 @@ begin
       -- A racing first use waits on this insert's unique-index entry, in the same order as the row locks.
       insert into spendgate.counters (kind, id, model, first_seen) values (k.kind, k.id, k.model, p_at)
       on conflict do nothing;
-      perform 1 from spendgate.counters c
-       where c.kind = k.kind and c.id = k.id and c.model = k.model for update;
+      if found then
+        created := created || k;
+      else
+        perform 1 from spendgate.counters c
+         where c.kind = k.kind and c.id = k.id and c.model = k.model for update;
+      end if;
     end if;
   end loop;
+  return created;
 end $$;
 
 -- What a counter shows a caller: its limit, its usage now, and what remains.

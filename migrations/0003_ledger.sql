@@ -46,6 +46,10 @@ $$;
 create function spendgate.price(p_entry jsonb, p_field text) returns numeric
 language sql immutable as $$ select (p_entry ->> p_field)::numeric $$;
 
+-- A count at a rate: null when the rate is unknown, except that none of something costs nothing at any rate.
+create function spendgate.priced(p_count numeric, p_rate numeric) returns numeric
+language sql immutable as $$ select case when p_count = 0 then 0 else p_count * p_rate end $$;
+
 -- The worst-case cost and tokens of a call, from the price-table entry (null when the model is unknown), what the
 -- request body said (p_req: input_tokens, unsized_parts, max_output_tokens, n, size) and the caller's own estimate.
 -- A price the entry lacks is unknown, never 0: the call then holds p_fallback.
@@ -79,15 +83,16 @@ begin
     end if;
     cost := n * per_image;
   elsif mode = 'embedding' then
-    cost := input_tokens * spendgate.price(p_entry, 'input_cost_per_token');
+    cost := spendgate.priced(input_tokens, spendgate.price(p_entry, 'input_cost_per_token'));
   else
     input_tokens := input_tokens + coalesce((p_req ->> 'unsized_parts')::bigint, 0) * context;
     if p_entry ? 'max_input_tokens' then input_tokens := least(input_tokens, context); end if;
     output_tokens := n * least(coalesce((p_req ->> 'max_output_tokens')::bigint, 16384), max_out);
-    cost := input_tokens * spendgate.price(p_entry, 'input_cost_per_token')
-          + output_tokens * greatest(spendgate.price(p_entry, 'output_cost_per_token'),
-                                     coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token'),
-                                              spendgate.price(p_entry, 'output_cost_per_token')));
+    cost := spendgate.priced(input_tokens, spendgate.price(p_entry, 'input_cost_per_token'))
+          + spendgate.priced(output_tokens,
+                             greatest(spendgate.price(p_entry, 'output_cost_per_token'),
+                                      coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token'),
+                                               spendgate.price(p_entry, 'output_cost_per_token'))));
   end if;
   if cost is null and p_req is not null then
     cost := p_fallback;
@@ -296,6 +301,7 @@ declare
   v_cost numeric;
   v_tokens bigint;
   v_keys spendgate.counter_key[];
+  v_created spendgate.counter_key[];
   v_refusal jsonb;
   v_id uuid := gen_random_uuid();
 begin
@@ -318,15 +324,18 @@ begin
 
   if p ->> 'model' is not null then
     select m.name, m.entry into v_model, v_entry from spendgate.find_model(p ->> 'model') m;
-    if v_model is null and p ->> 'fallback_hold' is null and p -> 'caller_estimate' ->> 'cost' is null then
-      return spendgate.error('invalid_request',
-        format('Model %s is not in the price table, and unknown models are rejected (SPENDGATE_UNKNOWN_MODEL_HOLD=reject). Add it with PUT /v1/models/{name} or give estimate.cost.', p ->> 'model'),
-        jsonb_build_object('issues', jsonb_build_array(jsonb_build_object('path', 'model', 'message', 'not in the price table'))));
-    end if;
   end if;
   v_est := spendgate.estimate(v_entry, nullif(p -> 'request_estimate', 'null'), nullif(p -> 'caller_estimate', 'null'),
                               (p ->> 'fallback_hold')::numeric);
   v_cost := (v_est ->> 'cost')::numeric;
+  if v_cost is null then
+    -- Only when unknown models are rejected (SPENDGATE_UNKNOWN_MODEL_HOLD=reject): otherwise the fallback holds.
+    return spendgate.error('invalid_request',
+      format('Model %s %s, and models without a price are rejected (SPENDGATE_UNKNOWN_MODEL_HOLD=reject). Add its prices with PUT /v1/models/{name} or give estimate.cost.',
+             p ->> 'model', case when v_model is null then 'is not in the price table' else 'has no price for this request' end),
+      jsonb_build_object('issues', jsonb_build_array(jsonb_build_object(
+        'path', 'model', 'message', case when v_model is null then 'not in the price table' else 'no price for this request' end))));
+  end if;
 
   v_keys := spendgate.sorted_keys(array(
     select row(s ->> 'kind', s ->> 'id', '')::spendgate.counter_key from jsonb_array_elements(p -> 'scopes') s
@@ -335,7 +344,7 @@ begin
       from spendgate.limits l join jsonb_array_elements(p -> 'scopes') s
         on l.kind = s ->> 'kind' and l.id = s ->> 'id'
      where l.model = coalesce(v_model, p ->> 'model')));
-  perform spendgate.lock_counters(v_keys, v_at);
+  v_created := spendgate.lock_counters(v_keys, v_at);
 
   v_hold := spendgate.token_hold(v_est, v_keys);
   v_tokens := (v_hold ->> 'tokens')::bigint;
@@ -344,7 +353,11 @@ begin
     v_refusal := spendgate.first_refusal(v_keys, v_cost, v_tokens, v_at);
   end if;
   if v_refusal is not null then
-    return v_refusal || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_at));
+    v_refusal := v_refusal || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_at));
+    -- A refused reserve leaves no trace: not even the counters of scopes it named for the first time.
+    delete from spendgate.counters c using unnest(v_created) k
+     where c.kind = k.kind and c.id = k.id and c.model = k.model;
+    return v_refusal;
   end if;
 
   insert into spendgate.reservations (id, status, model, model_entry, reserved_cost, reserved_tokens, estimate,
@@ -388,19 +401,18 @@ declare
   u jsonb := coalesce(p_usage, '{}');
 begin
   if p_usage is not null then
-    tokens := (u ->> 'input_tokens')::bigint * input_rate
-      + (u ->> 'cache_read_tokens')::bigint
-        * coalesce(spendgate.price(p_entry, 'cache_read_input_token_cost'), input_rate)
-      + (u ->> 'cache_creation_tokens')::bigint
-        * coalesce(spendgate.price(p_entry, 'cache_creation_input_token_cost'), input_rate)
-      + ((u ->> 'output_tokens')::bigint - (u ->> 'reasoning_tokens')::bigint) * output_rate
-      + (u ->> 'reasoning_tokens')::bigint
-        * coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token'), output_rate);
+    tokens := spendgate.priced((u ->> 'input_tokens')::bigint, input_rate)
+      + spendgate.priced((u ->> 'cache_read_tokens')::bigint,
+                         coalesce(spendgate.price(p_entry, 'cache_read_input_token_cost'), input_rate))
+      + spendgate.priced((u ->> 'cache_creation_tokens')::bigint,
+                         coalesce(spendgate.price(p_entry, 'cache_creation_input_token_cost'), input_rate))
+      + spendgate.priced((u ->> 'output_tokens')::bigint - (u ->> 'reasoning_tokens')::bigint, output_rate)
+      + spendgate.priced((u ->> 'reasoning_tokens')::bigint,
+                         coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token'), output_rate));
   end if;
-  if coalesce(p_images, 0) > 0 then
-    images := p_images * coalesce(spendgate.price(p_entry, 'output_cost_per_image'),
-                                  spendgate.price(p_entry, 'input_cost_per_image'));
-  end if;
+  images := spendgate.priced(coalesce(p_images, 0),
+                             coalesce(spendgate.price(p_entry, 'output_cost_per_image'),
+                                      spendgate.price(p_entry, 'input_cost_per_image')));
   return tokens + images;
 end $$;
 
