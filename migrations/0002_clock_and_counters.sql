@@ -33,12 +33,13 @@ language sql immutable as $$
   select p_kind || ' ' || p_id || case when p_model <> '' then ' on model ' || p_model else '' end
 $$;
 
--- Budget periods. Fixed lengths count from the limit's anchor; '1mo' is the calendar month in UTC.
+-- Budget periods. Fixed lengths count from the limit's anchor; '1mo' is the calendar month in UTC. Fixed lengths
+-- are in hours, never days: adding a day to a timestamptz follows the session's time zone across daylight saving.
 create function spendgate.duration_interval(p_duration text) returns interval
 language sql immutable as $$
   select case p_duration
-    when '1h' then interval '1 hour' when '1d' then interval '1 day' when '7d' then interval '7 days'
-    when '30d' then interval '30 days' when '1mo' then interval '1 month' end
+    when '1h' then interval '1 hour' when '1d' then interval '24 hours' when '7d' then interval '168 hours'
+    when '30d' then interval '720 hours' when '1mo' then interval '1 month' end
 $$;
 
 create function spendgate.period_start(p_duration text, p_anchor timestamptz, p_at timestamptz) returns timestamptz
@@ -53,7 +54,10 @@ language sql stable as $$
 $$;
 
 create function spendgate.period_end(p_duration text, p_start timestamptz) returns timestamptz
-language sql immutable as $$ select p_start + spendgate.duration_interval(p_duration) $$;
+language sql immutable as $$
+  select case when p_duration = '1mo' then ((p_start at time zone 'UTC') + interval '1 month') at time zone 'UTC'
+              else p_start + spendgate.duration_interval(p_duration) end
+$$;
 
 -- Rate windows: fixed windows aligned to the epoch, read with the two-window weighted approximation
 -- (used = prev × unexpired share of the window + cur), which assumes the previous window's requests were spread

@@ -89,10 +89,11 @@ begin
     if p_entry ? 'max_input_tokens' then input_tokens := least(input_tokens, context); end if;
     output_tokens := n * least(coalesce((p_req ->> 'max_output_tokens')::bigint, 16384), max_out);
     cost := spendgate.priced(input_tokens, spendgate.price(p_entry, 'input_cost_per_token'))
+          -- The higher of the output and reasoning rates; no output rate means the output price is unknown.
           + spendgate.priced(output_tokens,
-                             greatest(spendgate.price(p_entry, 'output_cost_per_token'),
-                                      coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token'),
-                                               spendgate.price(p_entry, 'output_cost_per_token'))));
+                             spendgate.price(p_entry, 'output_cost_per_token')
+                             + greatest(coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token')
+                                                 - spendgate.price(p_entry, 'output_cost_per_token'), 0), 0));
   end if;
   if cost is null and p_req is not null then
     cost := p_fallback;

@@ -13,12 +13,16 @@ const Query = z.object({
 
 const Page = z.object({ data: z.array(Limit), next_cursor: z.string().nullable() }).openapi('LimitPage');
 
-// A cursor is the last scope of a page, base64url-encoded JSON; opaque to callers.
-const encodeCursor = (scope: ScopeRef) => btoa(JSON.stringify([scope.kind, scope.id])).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+// A cursor is the last scope of a page: its UTF-8 JSON in base64url. Opaque to callers.
+function encodeCursor(scope: ScopeRef): string {
+  const bytes = new TextEncoder().encode(JSON.stringify([scope.kind, scope.id]));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
 
 function decodeCursor(cursor: string): ScopeRef {
   try {
-    const json: unknown = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(cursor.replace(/-/g, '+').replace(/_/g, '/')), (ch) => ch.charCodeAt(0))));
+    const binary = atob(cursor.replace(/-/g, '+').replace(/_/g, '/'));
+    const json: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0))));
     if (Array.isArray(json) && json.length === 2 && typeof json[0] === 'string' && typeof json[1] === 'string') {
       return { kind: json[0], id: json[1] };
     }

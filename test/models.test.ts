@@ -1,0 +1,415 @@
+import { readFile } from 'node:fs/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { backends } from './support/databases.ts';
+import { type Harness, startHarness, uniqueId } from './support/harness.ts';
+
+// {messages: [{role: "user", content: "hi"}]}: 2 bytes + 4 per message + 3 priming = 9 input tokens.
+const HI = [{ role: 'user', content: 'hi' }];
+
+const priceFile = new URL('../../shared/data/litellm_model_prices.json', import.meta.url);
+
+/** Exact decimal arithmetic for expected values: amounts as bigint in units of 1e-30. */
+const SCALE = 30;
+function units(value: number | string): bigint {
+  const text = typeof value === 'number' ? String(value) : value;
+  const match = /^(\d+)(?:\.(\d+))?(?:e([+-]?\d+))?$/i.exec(text);
+  if (!match) throw new Error(`not a decimal: ${text}`);
+  const [, whole = '', fraction = '', exponent = '0'] = match;
+  const shift = SCALE + Number(exponent) - fraction.length;
+  const digits = BigInt(whole + fraction);
+  return shift >= 0 ? digits * 10n ** BigInt(shift) : digits / 10n ** BigInt(-shift);
+}
+/** As the API writes money: at least six decimal places, more when the value has them. */
+function money(amount: bigint): string {
+  const text = amount.toString().padStart(SCALE + 1, '0');
+  const whole = text.slice(0, -SCALE);
+  const fraction = text.slice(-SCALE).replace(/0+$/, '').padEnd(6, '0');
+  return `${whole}.${fraction}`;
+}
+
+describe.each(backends)('models and pricing (%s)', (backend) => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness(backend);
+  });
+  afterAll(() => h.close());
+  afterEach(() => h.expectAuditOk());
+
+  const reserve = (model: string, request?: Record<string, unknown>) =>
+    h.service('POST', '/v1/reservations', { scopes: { key: uniqueId('key') }, model, ...(request ? { request } : {}) });
+
+  async function putModel(entry: Record<string, unknown>, prefix = 'model'): Promise<string> {
+    const name = uniqueId(prefix);
+    const put = await h.admin('PUT', `/v1/models/${encodeURIComponent(name)}`, entry);
+    expect(put.status).toBe(200);
+    return name;
+  }
+
+  describe('price table', () => {
+    it('PUT then GET an entry: prices as decimal strings, unknown fields kept', async () => {
+      const name = uniqueId('acme-chat');
+      const entry = {
+        litellm_provider: 'acme', mode: 'chat', max_input_tokens: 200000, max_output_tokens: 4096,
+        input_cost_per_token: 0.0000025, output_cost_per_token: '0.0000125', cache_read_input_token_cost: 1.25e-7,
+        input_cost_per_audio_token: '0.0000375',
+        supports_vision: true, supported_regions: ['eu', 'us'], search_context_cost_per_query: { search_context_size_low: 0.03 },
+      };
+      const put = await h.admin('PUT', `/v1/models/${name}`, entry);
+      expect(put.status).toBe(200);
+      const expected = {
+        name, litellm_provider: 'acme', mode: 'chat', max_input_tokens: 200000, max_output_tokens: 4096,
+        input_cost_per_token: '0.0000025', output_cost_per_token: '0.0000125', cache_read_input_token_cost: '0.000000125',
+        input_cost_per_audio_token: '0.0000375',
+        supports_vision: true, supported_regions: ['eu', 'us'], search_context_cost_per_query: { search_context_size_low: 0.03 },
+        updated_at: '2026-03-10T12:00:00.000000Z',
+      };
+      expect(put.body).toEqual(expected);
+      const read = await h.service('GET', `/v1/models/${name}`);
+      expect(read.status).toBe(200);
+      expect(read.body).toEqual(expected);
+    });
+
+    it('PUT replaces the entry whole', async () => {
+      const name = await putModel({ mode: 'chat', input_cost_per_token: '0.0000011', output_cost_per_token: '0.0000022', old_field: 1 });
+      const put = await h.admin('PUT', `/v1/models/${name}`, { mode: 'chat', input_cost_per_token: '0.0000033' });
+      expect(put.status).toBe(200);
+      const read = await h.service('GET', `/v1/models/${name}`);
+      expect(read.body).toEqual({ name, mode: 'chat', input_cost_per_token: '0.0000033', updated_at: '2026-03-10T12:00:00.000000Z' });
+    });
+
+    it('404 for a model not in the table; 400 naming the field for a negative or non-decimal price; 403 for service', async () => {
+      const missing = await h.service('GET', `/v1/models/${uniqueId('nope')}`);
+      expect(missing.status).toBe(404);
+      expect(missing.body.error.type).toBe('not_found');
+
+      const name = uniqueId('bad');
+      const negative = await h.admin('PUT', `/v1/models/${name}`, { mode: 'chat', input_cost_per_token: -0.000001 });
+      expect(negative.status).toBe(400);
+      expect(negative.body.error.type).toBe('invalid_request');
+      expect(negative.body.error.issues.map((i: { path: string }) => i.path)).toContain('input_cost_per_token');
+      const text = await h.admin('PUT', `/v1/models/${name}`, { mode: 'chat', output_cost_per_token: 'cheap' });
+      expect(text.status).toBe(400);
+      expect(text.body.error.issues.map((i: { path: string }) => i.path)).toContain('output_cost_per_token');
+      const other = await h.admin('PUT', `/v1/models/${name}`, { mode: 'chat', input_cost_per_audio_token: -1 });
+      expect(other.status).toBe(400);
+      expect(other.body.error.issues.map((i: { path: string }) => i.path)).toContain('input_cost_per_audio_token');
+      expect((await h.service('GET', `/v1/models/${name}`)).status).toBe(404);
+
+      const denied = await h.service('PUT', `/v1/models/${name}`, { mode: 'chat', input_cost_per_token: '0.000001' });
+      expect(denied.status).toBe(403);
+      expect((await h.service('GET', `/v1/models/${name}`)).status).toBe(404);
+    });
+  });
+
+  describe('name resolution', () => {
+    it('openai/gpt-4o resolves to gpt-4o, for GET and for a reserve', async () => {
+      const read = await h.service('GET', '/v1/models/openai%2Fgpt-4o');
+      expect(read.status).toBe(200);
+      expect(read.body).toMatchObject({ name: 'gpt-4o', mode: 'chat', input_cost_per_token: '0.0000025', max_output_tokens: 16384 });
+
+      const held = await reserve('openai/gpt-4o', { messages: HI, max_tokens: 256 });
+      expect(held.status).toBe(201);
+      // 9 × 0.0000025 + 256 × 0.00001, as for gpt-4o itself
+      expect(held.body).toMatchObject({ model: 'openai/gpt-4o', reserved_cost: '0.0025825', estimate: { input_tokens: 9, output_tokens: 256, source: 'request' } });
+    });
+
+    it('an exact name wins over the name without its prefix', async () => {
+      const base = uniqueId('resolve');
+      expect((await h.admin('PUT', `/v1/models/${base}`, { mode: 'chat', input_cost_per_token: '0', output_cost_per_token: '0.001' })).status).toBe(200);
+      const prefixed = await h.admin('PUT', `/v1/models/${encodeURIComponent(`acme/${base}`)}`, { mode: 'chat', input_cost_per_token: '0', output_cost_per_token: '0.002' });
+      expect(prefixed.status).toBe(200);
+      expect(prefixed.body.name).toBe(`acme/${base}`);
+
+      expect((await reserve(`acme/${base}`, { messages: HI, max_tokens: 10 })).body.reserved_cost).toBe('0.020000');
+      expect((await reserve(`other/${base}`, { messages: HI, max_tokens: 10 })).body.reserved_cost).toBe('0.010000');
+      expect((await reserve(base, { messages: HI, max_tokens: 10 })).body.reserved_cost).toBe('0.010000');
+    });
+  });
+
+  describe('reserve estimates', () => {
+    it('gpt-4o without max_tokens holds 16384 output tokens', async () => {
+      const held = await reserve('gpt-4o', { messages: HI });
+      expect(held.status).toBe(201);
+      // 9 × 0.0000025 + 16384 × 0.00001 = 0.0000225 + 0.16384
+      expect(held.body).toMatchObject({ reserved_cost: '0.1638625', reserved_tokens: 16393, estimate: { input_tokens: 9, output_tokens: 16384, source: 'request' } });
+    });
+
+    it('a hostile max_tokens is clamped to the model\'s max_output_tokens', async () => {
+      const held = await reserve('gpt-4o', { messages: HI, max_tokens: 999999999 });
+      expect(held.status).toBe(201);
+      expect(held.body).toMatchObject({ reserved_cost: '0.1638625', estimate: { input_tokens: 9, output_tokens: 16384 } });
+    });
+
+    it('a 128000-token model: max_tokens 999999999 → 128000; the larger output limit counts; n multiplies', async () => {
+      const name = await putModel({ mode: 'chat', max_input_tokens: 200000, max_output_tokens: 128000, input_cost_per_token: '0.000001', output_cost_per_token: '0.000002' });
+      const hostile = await reserve(name, { messages: HI, max_tokens: 999999999 });
+      // 9 × 0.000001 + 128000 × 0.000002
+      expect(hostile.body).toMatchObject({ reserved_cost: '0.256009', estimate: { input_tokens: 9, output_tokens: 128000, source: 'request' } });
+      const completion = await reserve(name, { messages: HI, max_completion_tokens: 999999999 });
+      expect(completion.body).toMatchObject({ reserved_cost: '0.256009', estimate: { output_tokens: 128000 } });
+      const both = await reserve(name, { messages: HI, max_tokens: 1000, max_completion_tokens: 2000 });
+      expect(both.body).toMatchObject({ reserved_cost: '0.004009', estimate: { output_tokens: 2000 } });
+      // Without any limit: 16384, even though the model could write more.
+      const none = await reserve(name, { messages: HI });
+      expect(none.body).toMatchObject({ reserved_cost: '0.032777', estimate: { output_tokens: 16384 } });
+      const three = await reserve(name, { messages: HI, max_tokens: 100, n: 3 });
+      expect(three.body).toMatchObject({ reserved_cost: '0.000609', estimate: { output_tokens: 300 } });
+    });
+
+    it('dall-e-3: n × the per-image price', async () => {
+      const three = await reserve('dall-e-3', { prompt: 'x', n: 3 });
+      expect(three.status).toBe(201);
+      expect(three.body).toMatchObject({ reserved_cost: '0.120000', estimate: { output_tokens: 0, source: 'request' } });
+      const one = await reserve('dall-e-3', { prompt: 'a cat' });
+      expect(one.body.reserved_cost).toBe('0.040000');
+      const settled = await h.service('POST', `/v1/reservations/${three.body.id}/settle`, { images: 2 });
+      expect(settled.body).toMatchObject({ actual_cost: '0.080000', released_cost: '0.040000', cost_source: 'usage' });
+    });
+
+    it('an image model with both per-image prices reserves one of them, never their sum', async () => {
+      const both = await putModel({ mode: 'image_generation', input_cost_per_image: '0.01', output_cost_per_image: '0.05' });
+      const held = await reserve(both, { prompt: 'x', n: 2 });
+      expect(held.body.reserved_cost).toBe('0.100000');
+      const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { images: 2 });
+      expect(settled.body.actual_cost).toBe('0.100000');
+
+      const edit = await putModel({ mode: 'image_edit', input_cost_per_image: '0.02' });
+      expect((await reserve(edit, { prompt: 'x', n: 2 })).body.reserved_cost).toBe('0.040000');
+    });
+
+    it('an embedding model holds no output', async () => {
+      const held = await reserve('text-embedding-3-small', { input: 'hello world', max_tokens: 500 });
+      expect(held.status).toBe(201);
+      // 11 bytes × 0.00000002
+      expect(held.body).toMatchObject({ reserved_cost: '0.00000022', reserved_tokens: 11, estimate: { input_tokens: 11, output_tokens: 0, source: 'request' } });
+      const list = await reserve('text-embedding-3-small', { input: ['ab', 'cde'] });
+      expect(list.body).toMatchObject({ reserved_cost: '0.0000001', estimate: { input_tokens: 5, output_tokens: 0 } });
+    });
+
+    it('a chat model that also carries per-image prices is still priced by tokens', async () => {
+      const name = await putModel({
+        mode: 'chat', max_output_tokens: 100, input_cost_per_token: '0.000001', output_cost_per_token: '0.000002',
+        input_cost_per_image: '0.5', output_cost_per_image: '0.7',
+      });
+      const held = await reserve(name, { messages: HI, max_tokens: 30, n: 2 });
+      // 9 × 0.000001 + 60 × 0.000002
+      expect(held.body).toMatchObject({ reserved_cost: '0.000129', estimate: { input_tokens: 9, output_tokens: 60, source: 'request' } });
+    });
+
+    it('output is held at the higher of the output and reasoning rates', async () => {
+      const name = await putModel({
+        mode: 'chat', input_cost_per_token: '0.000002', output_cost_per_token: '0.000008', output_cost_per_reasoning_token: '0.00001',
+      });
+      const held = await reserve(name, { messages: HI, max_tokens: 100 });
+      // 9 × 0.000002 + 100 × 0.00001
+      expect(held.body.reserved_cost).toBe('0.001018');
+    });
+
+    it('an explicit 0 price is free, not unknown', async () => {
+      const name = await putModel({ mode: 'chat', input_cost_per_token: 0, output_cost_per_token: '0' });
+      const held = await reserve(name, { messages: HI, max_tokens: 100 });
+      expect(held.body).toMatchObject({ reserved_cost: '0.000000', estimate: { source: 'request' } });
+      const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { usage: { prompt_tokens: 10, completion_tokens: 5 } });
+      expect(settled.body).toMatchObject({ actual_cost: '0.000000', cost_source: 'usage' });
+    });
+
+    it('a model without output_cost_per_token holds the fallback, and a settle from usage charges that hold', async () => {
+      const name = await putModel({ mode: 'chat', input_cost_per_token: '0.000001' });
+      const held = await reserve(name, { messages: HI, max_tokens: 100 });
+      expect(held.status).toBe(201);
+      expect(held.body).toMatchObject({ reserved_cost: '1.000000', estimate: { source: 'fallback' } });
+      const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { usage: { prompt_tokens: 10, completion_tokens: 5 } });
+      expect(settled.body).toMatchObject({ actual_cost: '1.000000', released_cost: '0.000000', cost_source: 'hold' });
+    });
+
+    it('a model with a reasoning rate but no output_cost_per_token still holds the fallback: the output price is unknown', async () => {
+      const name = await putModel({ mode: 'chat', input_cost_per_token: '0.000001', output_cost_per_reasoning_token: '0.00001' });
+      const held = await reserve(name, { messages: HI, max_tokens: 100 });
+      expect(held.status).toBe(201);
+      expect(held.body).toMatchObject({ reserved_cost: '1.000000', estimate: { source: 'fallback' } });
+    });
+
+    it('a model missing from the table holds the fallback, never nothing', async () => {
+      const held = await reserve(uniqueId('no-such-model'), { messages: HI, max_tokens: 1 });
+      expect(held.status).toBe(201);
+      expect(held.body).toMatchObject({ reserved_cost: '1.000000', estimate: { source: 'fallback' } });
+      const bare = await reserve(uniqueId('no-such-model'));
+      expect(bare.body).toMatchObject({ reserved_cost: '1.000000', estimate: { source: 'fallback' } });
+    });
+  });
+
+  describe('settle from usage', () => {
+    it('Anthropic usage: cache reads at the cache-read rate, cache writes at the cache-write rate', async () => {
+      const name = await putModel({
+        mode: 'chat', input_cost_per_token: '0.000003', output_cost_per_token: '0.000015',
+        cache_read_input_token_cost: '0.0000003', cache_creation_input_token_cost: '0.00000375',
+      });
+      const held = await reserve(name, { messages: HI, max_tokens: 1000 });
+      const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, {
+        usage: { input_tokens: 100, output_tokens: 50, cache_read_input_tokens: 1000 },
+      });
+      // 100 × 0.000003 + 50 × 0.000015 + 1000 × 0.0000003 = 0.0003 + 0.00075 + 0.0003
+      expect(settled.body).toMatchObject({ actual_cost: '0.001350', actual_tokens: 1150, cost_source: 'usage' });
+
+      const again = await reserve(name, { messages: HI, max_tokens: 1000 });
+      const withWrites = await h.service('POST', `/v1/reservations/${again.body.id}/settle`, {
+        usage: { input_tokens: 100, output_tokens: 50, cache_read_input_tokens: 1000, cache_creation_input_tokens: 200 },
+      });
+      // + 200 × 0.00000375
+      expect(withWrites.body).toMatchObject({ actual_cost: '0.002100', actual_tokens: 1350 });
+    });
+
+    it('a missing cache rate falls back to the input rate', async () => {
+      const name = await putModel({ mode: 'chat', input_cost_per_token: '0.000003', output_cost_per_token: '0.000015' });
+      const held = await reserve(name, { messages: HI, max_tokens: 1000 });
+      const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, {
+        usage: { input_tokens: 100, output_tokens: 50, cache_read_input_tokens: 1000, cache_creation_input_tokens: 200 },
+      });
+      // 1300 × 0.000003 + 50 × 0.000015
+      expect(settled.body.actual_cost).toBe('0.004650');
+    });
+
+    it('OpenAI Chat, OpenAI Responses and Gemini usage of the same call cost the same', async () => {
+      const name = await putModel({
+        mode: 'chat', input_cost_per_token: '0.000002', output_cost_per_token: '0.000008',
+        cache_read_input_token_cost: '0.0000005', output_cost_per_reasoning_token: '0.00001',
+      });
+      // 600 × 0.000002 + 400 × 0.0000005 + 200 × 0.000008 + 100 × 0.00001 = 0.0012 + 0.0002 + 0.0016 + 0.001
+      const usages = [
+        { prompt_tokens: 1000, completion_tokens: 300, prompt_tokens_details: { cached_tokens: 400 }, completion_tokens_details: { reasoning_tokens: 100 } },
+        { input_tokens: 1000, output_tokens: 300, input_tokens_details: { cached_tokens: 400 }, output_tokens_details: { reasoning_tokens: 100 } },
+        { usageMetadata: { promptTokenCount: 1000, candidatesTokenCount: 200, thoughtsTokenCount: 100, cachedContentTokenCount: 400 } },
+        { promptTokenCount: 1000, candidatesTokenCount: 200, thoughtsTokenCount: 100, cachedContentTokenCount: 400 },
+      ];
+      for (const usage of usages) {
+        const held = await reserve(name, { messages: HI, max_tokens: 100 });
+        expect(held.body.reserved_cost).toBe('0.001018');
+        const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { usage });
+        expect(settled.status).toBe(200);
+        // Above the hold: charged in full.
+        expect(settled.body).toMatchObject({ actual_cost: '0.004000', actual_tokens: 1300, released_cost: '0.000000', cost_source: 'usage' });
+      }
+    });
+
+    it('an explicit cost wins over usage', async () => {
+      const held = await reserve('gpt-4o', { messages: HI, max_tokens: 100 });
+      const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { cost: '0.0001', usage: { prompt_tokens: 100000, completion_tokens: 100 } });
+      expect(settled.body).toMatchObject({ actual_cost: '0.000100', cost_source: 'caller', actual_tokens: 100100 });
+    });
+  });
+
+  describe('with SPENDGATE_UNKNOWN_MODEL_HOLD set', () => {
+    it('a configured decimal is the fallback hold', async () => {
+      const z = await startHarness(backend, { env: { SPENDGATE_UNKNOWN_MODEL_HOLD: '0.25' } });
+      try {
+        const unknown = await z.service('POST', '/v1/reservations', { scopes: { key: uniqueId('key') }, model: uniqueId('nope'), request: { messages: HI } });
+        expect(unknown.body).toMatchObject({ reserved_cost: '0.250000', estimate: { source: 'fallback' } });
+        const name = uniqueId('half-priced');
+        await z.admin('PUT', `/v1/models/${name}`, { mode: 'chat', output_cost_per_token: '0.000001' });
+        const partial = await z.service('POST', '/v1/reservations', { scopes: { key: uniqueId('key') }, model: name, request: { messages: HI } });
+        expect(partial.body).toMatchObject({ reserved_cost: '0.250000', estimate: { source: 'fallback' } });
+        await z.expectAuditOk();
+      } finally {
+        await z.close();
+      }
+    });
+
+    it('"reject" refuses an unknown model with 400 naming it', async () => {
+      const z = await startHarness(backend, { env: { SPENDGATE_UNKNOWN_MODEL_HOLD: 'reject' } });
+      try {
+        const model = uniqueId('nope');
+        const refused = await z.service('POST', '/v1/reservations', { scopes: { key: uniqueId('key') }, model, request: { messages: HI } });
+        expect(refused.status).toBe(400);
+        expect(refused.body.error.type).toBe('invalid_request');
+        expect(refused.body.error.message).toContain(model);
+        expect(refused.body.error.issues.map((i: { path: string }) => i.path)).toContain('model');
+        const known = await z.service('POST', '/v1/reservations', { scopes: { key: uniqueId('key') }, model: 'gpt-4o', request: { messages: HI, max_tokens: 256 } });
+        expect(known.body.reserved_cost).toBe('0.0025825');
+        await z.expectAuditOk();
+      } finally {
+        await z.close();
+      }
+    });
+  });
+
+  // Last: the whole-file import rewrites starter entries the tests above rely on.
+  describe('import', () => {
+    it('one invalid entry is skipped with its reason; the rest are imported', async () => {
+      const [bad, good, other] = [uniqueId('imp-bad'), uniqueId('imp-good'), uniqueId('imp-other')];
+      const result = await h.admin('POST', '/v1/models/import', {
+        [bad]: { mode: 'chat', input_cost_per_token: -0.000001, output_cost_per_token: 0.000002 },
+        [good]: { mode: 'chat', input_cost_per_token: 0.000001, output_cost_per_token: '0.000002', brand_new_field: 'kept' },
+        [other]: { mode: 'embedding', input_cost_per_token: 1e-8 },
+      });
+      expect(result.status).toBe(200);
+      expect(result.body.imported).toBe(2);
+      expect(result.body.skipped).toHaveLength(1);
+      expect(result.body.skipped[0].name).toBe(bad);
+      expect(result.body.skipped[0].reason).toContain('input_cost_per_token');
+      expect(result.body.skipped[0].reason).toMatch(/negative/);
+
+      expect((await h.service('GET', `/v1/models/${bad}`)).status).toBe(404);
+      expect((await h.service('GET', `/v1/models/${good}`)).body).toEqual({
+        name: good, mode: 'chat', input_cost_per_token: '0.000001', output_cost_per_token: '0.000002', brand_new_field: 'kept',
+        updated_at: '2026-03-10T12:00:00.000000Z',
+      });
+      expect((await h.service('GET', `/v1/models/${other}`)).body.input_cost_per_token).toBe('0.00000001');
+      const held = await reserve(good, { messages: HI, max_tokens: 10 });
+      expect(held.body).toMatchObject({ reserved_cost: '0.000029', estimate: { source: 'request' } });
+    });
+
+    it('imports LiteLLM\'s whole price file in one call; every imported chat model then reserves at its price', async () => {
+      const text = await readFile(priceFile, 'utf8');
+      const file = JSON.parse(text) as Record<string, Record<string, unknown>>;
+
+      // Not in the starter table: the fallback until imported.
+      const before = await reserve('gpt-4-turbo', { messages: HI, max_tokens: 100 });
+      expect(before.body).toMatchObject({ reserved_cost: '1.000000', estimate: { source: 'fallback' } });
+
+      const result = await h.admin('POST', '/v1/models/import', text);
+      expect(result.status).toBe(200);
+      expect(result.body.imported).toBeGreaterThan(2900);
+      expect(result.body.imported + result.body.skipped.length).toBe(Object.keys(file).length);
+      // Every entry of the file but its documentation entry is a valid entry.
+      expect(result.body.skipped.map((s: { name: string }) => s.name)).toEqual(['sample_spec']);
+      expect(result.body.skipped.map((s: { name: string }) => s.name)).toContain('sample_spec');
+      expect(result.body.skipped.find((s: { name: string }) => s.name === 'sample_spec').reason).toEqual(expect.any(String));
+      for (const skip of result.body.skipped) expect(skip.reason).toEqual(expect.any(String));
+
+      const turbo = await reserve('gpt-4-turbo', { messages: HI, max_tokens: 100 });
+      expect(turbo.status).toBe(201);
+      // 9 × 0.00001 + 100 × 0.00003
+      expect(turbo.body).toMatchObject({ reserved_cost: '0.003090', estimate: { input_tokens: 9, output_tokens: 100, source: 'request' } });
+      // No max_tokens: its max_output_tokens, 4096.
+      const capped = await reserve('gpt-4-turbo', { messages: HI });
+      expect(capped.body).toMatchObject({ reserved_cost: '0.122970', estimate: { output_tokens: 4096 } });
+      const prefixed = await reserve('anthropic/claude-3-opus-20240229', { messages: HI, max_tokens: 10 });
+      // 9 × 0.000015 + 10 × 0.000075
+      expect(prefixed.body).toMatchObject({ reserved_cost: '0.000885', estimate: { source: 'request' } });
+      const read = await h.service('GET', '/v1/models/gpt-4-turbo');
+      expect(read.body).toMatchObject({ name: 'gpt-4-turbo', input_cost_per_token: '0.00001', output_cost_per_token: '0.00003', supports_vision: true });
+
+      const skipped = new Set(result.body.skipped.map((s: { name: string }) => s.name));
+      const chat = Object.entries(file).filter(([name, entry]) =>
+        entry.mode === 'chat' && !skipped.has(name) && typeof entry.input_cost_per_token === 'number' && typeof entry.output_cost_per_token === 'number');
+      expect(chat.length).toBeGreaterThan(2000);
+      const wrong: Array<{ name: string; status: number; got: unknown; expected: string }> = [];
+      const check = async ([name, entry]: [string, Record<string, unknown>]) => {
+        const maxIn = typeof entry.max_input_tokens === 'number' ? entry.max_input_tokens : Infinity;
+        const maxOut = typeof entry.max_output_tokens === 'number' ? entry.max_output_tokens : 16384;
+        const input = BigInt(Math.min(9, maxIn));
+        const output = BigInt(Math.min(1, maxOut));
+        const outRate = [units(entry.output_cost_per_token as number), ...(typeof entry.output_cost_per_reasoning_token === 'number' ? [units(entry.output_cost_per_reasoning_token)] : [])]
+          .reduce((a, b) => (a > b ? a : b));
+        const expected = money(input * units(entry.input_cost_per_token as number) + output * outRate);
+        const held = await reserve(name, { messages: HI, max_tokens: 1 });
+        if (held.status !== 201 || held.body.reserved_cost !== expected || held.body.estimate?.source !== 'request') {
+          wrong.push({ name, status: held.status, got: held.body.reserved_cost ?? held.body.error, expected });
+        }
+      };
+      // A few at a time: each names its own scope, so they do not contend.
+      for (let i = 0; i < chat.length; i += 20) await Promise.all(chat.slice(i, i + 20).map(check));
+      expect(wrong).toEqual([]);
+    }, 300_000);
+  });
+});
