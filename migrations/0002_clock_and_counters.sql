@@ -1,10 +1,11 @@
 -- Time, money formatting, budget periods, rate windows and the counter arithmetic every state change shares.
 
 -- The one clock. Every function takes `p_at` and reads the time only through this: production passes null and
--- gets the database's transaction time (serverless instances' clocks disagree; the database's is the only one);
--- tests inject a time so that periods, windows and expiry move without sleeping.
+-- gets the database's clock (serverless instances' clocks disagree; the database's is the only one); tests inject
+-- a time so that periods, windows and expiry move without sleeping. A state change reads it once it holds its
+-- locks, so that changes to one counter are stamped in the order they commit, even when one waited on a lock.
 create function spendgate.clock(p_at timestamptz) returns timestamptz
-language sql stable as $$ select coalesce(p_at, now()) $$;
+language sql volatile as $$ select coalesce(p_at, clock_timestamp()) $$;
 
 -- Money on the wire: exact decimal text with at least six places ("0.409600"), more when the value needs them.
 create function spendgate.money(v numeric) returns text
@@ -69,9 +70,14 @@ language sql immutable as $$
   select to_timestamp((floor(extract(epoch from p_at) / spendgate.rate_window()) * spendgate.rate_window())::float8)
 $$;
 
+-- Seconds into the window. A call whose time is before the window began (its transaction started earlier and
+-- waited on a lock) counts as at the window's start: windows never move backwards.
+create function spendgate.window_elapsed(p_window_start timestamptz, p_at timestamptz) returns numeric
+language sql immutable as $$ select extract(epoch from greatest(p_at, p_window_start) - p_window_start) $$;
+
 create function spendgate.window_used(p_prev bigint, p_cur bigint, p_window_start timestamptz, p_at timestamptz)
 returns numeric language sql immutable as $$
-  select p_prev * (spendgate.rate_window() - extract(epoch from p_at - p_window_start)) / spendgate.rate_window()
+  select p_prev * (spendgate.rate_window() - spendgate.window_elapsed(p_window_start, p_at)) / spendgate.rate_window()
          + p_cur
 $$;
 
@@ -81,7 +87,7 @@ create function spendgate.window_wait(p_prev bigint, p_cur bigint, p_need bigint
 returns integer language plpgsql immutable as $$
 declare
   w numeric := spendgate.rate_window();
-  e numeric := extract(epoch from p_at - p_window_start);
+  e numeric := spendgate.window_elapsed(p_window_start, p_at);
   wait numeric;
 begin
   if p_need > p_lim then return null; end if;
@@ -98,8 +104,8 @@ end $$;
 -- Seconds until the window forgets everything counted so far (OpenAI's x-ratelimit-reset-*).
 create function spendgate.window_reset(p_prev bigint, p_cur bigint, p_window_start timestamptz, p_at timestamptz)
 returns integer language sql immutable as $$
-  select ceil(case when p_cur > 0 then 2 * spendgate.rate_window() - extract(epoch from p_at - p_window_start)
-                   when p_prev > 0 then spendgate.rate_window() - extract(epoch from p_at - p_window_start)
+  select ceil(case when p_cur > 0 then 2 * spendgate.rate_window() - spendgate.window_elapsed(p_window_start, p_at)
+                   when p_prev > 0 then spendgate.rate_window() - spendgate.window_elapsed(p_window_start, p_at)
                    else 0 end)::integer
 $$;
 
@@ -127,7 +133,8 @@ begin
     c.period_start := p;
     c.spend := 0;
   end if;
-  if c.window_start is distinct from w then
+  -- Only forwards: a call stamped before the current window (it waited on a lock) is counted in it.
+  if c.window_start is null or w > c.window_start then
     if c.window_start = w - make_interval(secs => spendgate.rate_window()) then
       c.requests_prev := c.requests_cur;
       c.tokens_prev := c.tokens_cur;
@@ -187,7 +194,7 @@ begin
      where c.kind = k.kind and c.id = k.id and c.model = k.model for update;
     if not found then
       -- A racing first use waits on this insert's unique-index entry, in the same order as the row locks.
-      insert into spendgate.counters (kind, id, model, first_seen) values (k.kind, k.id, k.model, p_at)
+      insert into spendgate.counters (kind, id, model, first_seen) values (k.kind, k.id, k.model, coalesce(p_at, now()))
       on conflict do nothing;
       if found then
         created := created || k;

@@ -7,7 +7,7 @@
 --     held ──expire──▶ expired ──settle (late)──▶ settled
 --
 -- A held reservation past its expires_at is expired, whether or not a sweeper has written that yet: every call
--- that touches it writes the expiry first (lock_reservation). The trigger below is the one place the machine is
+-- that touches it writes the expiry first (expired_if_due). The trigger below is the one place the machine is
 -- enforced; the functions only choose what to answer.
 --
 -- Locks, always in this order: an idempotency key's advisory lock, then a reservation row, then counter rows in
@@ -173,17 +173,24 @@ begin
   return r;
 end $$;
 
--- Locks a reservation and its counters; a held one past its expiry is expired first. Null when unknown.
-create function spendgate.lock_reservation(p_id uuid, p_at timestamptz) returns spendgate.reservations
+-- Locks a reservation and its counters. Null when unknown.
+create function spendgate.lock_reservation(p_id uuid) returns spendgate.reservations
 language plpgsql as $$
 declare
   r spendgate.reservations;
 begin
   select * into r from spendgate.reservations where id = p_id for update;
   if not found then return null; end if;
-  perform spendgate.lock_counters(spendgate.reservation_keys(r.id), p_at);
+  perform spendgate.lock_counters(spendgate.reservation_keys(r.id), null);
+  return r;
+end $$;
+
+-- A held reservation past its expiry is expired, and is written so before anything else happens to it.
+create function spendgate.expired_if_due(r spendgate.reservations, p_at timestamptz) returns spendgate.reservations
+language plpgsql as $$
+begin
   if r.status = 'held' and r.expires_at <= p_at then
-    r := spendgate.expire_hold(r, p_at);
+    return spendgate.expire_hold(r, p_at);
   end if;
   return r;
 end $$;
@@ -292,7 +299,7 @@ $$;
 create function spendgate.reserve(p jsonb, p_at timestamptz default null) returns jsonb
 language plpgsql set lock_timeout = '5s' as $$
 declare
-  v_at timestamptz := spendgate.clock(p_at);
+  v_at timestamptz;
   v_key text := p ->> 'idempotency_key';
   v_existing spendgate.reservations;
   v_model text;
@@ -317,6 +324,7 @@ begin
                  v_key, v_existing.id),
           jsonb_build_object('idempotency_key', v_key, 'reservation_id', v_existing.id));
       end if;
+      v_at := spendgate.clock(p_at);
       return spendgate.reservation_json(v_existing, v_at)
              || jsonb_build_object('replayed', true,
                                    'scopes', spendgate.scopes_json(spendgate.reservation_keys(v_existing.id), v_at));
@@ -345,7 +353,8 @@ begin
       from spendgate.limits l join jsonb_array_elements(p -> 'scopes') s
         on l.kind = s ->> 'kind' and l.id = s ->> 'id'
      where l.model = coalesce(v_model, p ->> 'model')));
-  v_created := spendgate.lock_counters(v_keys, v_at);
+  v_created := spendgate.lock_counters(v_keys, p_at);
+  v_at := spendgate.clock(p_at);
 
   v_hold := spendgate.token_hold(v_est, v_keys);
   v_tokens := (v_hold ->> 'tokens')::bigint;
@@ -422,17 +431,19 @@ end $$;
 create function spendgate.settle(p_id uuid, p jsonb, p_at timestamptz default null) returns jsonb
 language plpgsql set lock_timeout = '5s' as $$
 declare
-  v_at timestamptz := spendgate.clock(p_at);
+  v_at timestamptz;
   r spendgate.reservations;
   v_cost numeric;
   v_source text;
   v_tokens bigint;
   v_late boolean;
 begin
-  r := spendgate.lock_reservation(p_id, v_at);
+  r := spendgate.lock_reservation(p_id);
   if r.id is null then
     return spendgate.error('not_found', format('No reservation %s.', p_id));
   end if;
+  v_at := spendgate.clock(p_at);
+  r := spendgate.expired_if_due(r, v_at);
   if r.status = 'settled' then
     if r.settle_hash is distinct from p ->> 'settle_hash' then
       return spendgate.error('conflict',
@@ -487,13 +498,15 @@ $$;
 create function spendgate.release(p_id uuid, p_at timestamptz default null) returns jsonb
 language plpgsql set lock_timeout = '5s' as $$
 declare
-  v_at timestamptz := spendgate.clock(p_at);
+  v_at timestamptz;
   r spendgate.reservations;
 begin
-  r := spendgate.lock_reservation(p_id, v_at);
+  r := spendgate.lock_reservation(p_id);
   if r.id is null then
     return spendgate.error('not_found', format('No reservation %s.', p_id));
   end if;
+  v_at := spendgate.clock(p_at);
+  r := spendgate.expired_if_due(r, v_at);
   if r.status = 'settled' then
     return spendgate.error('conflict',
       format('Reservation %s was settled (actual_cost %s); a settled reservation cannot be released.',
@@ -511,13 +524,15 @@ end $$;
 create function spendgate.extend(p_id uuid, p_ttl_seconds integer, p_at timestamptz default null) returns jsonb
 language plpgsql set lock_timeout = '5s' as $$
 declare
-  v_at timestamptz := spendgate.clock(p_at);
+  v_at timestamptz;
   r spendgate.reservations;
 begin
-  r := spendgate.lock_reservation(p_id, v_at);
+  r := spendgate.lock_reservation(p_id);
   if r.id is null then
     return spendgate.error('not_found', format('No reservation %s.', p_id));
   end if;
+  v_at := spendgate.clock(p_at);
+  r := spendgate.expired_if_due(r, v_at);
   if r.status <> 'held' then
     return spendgate.error('conflict',
       format('Reservation %s is %s; only a held reservation can be extended.', r.id, r.status),
@@ -550,7 +565,8 @@ begin
   if cardinality(v_ids) = 0 then return 0; end if;
   perform spendgate.lock_counters(spendgate.sorted_keys(array(
     select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
-      from spendgate.reservation_counters rc where rc.reservation_id = any (v_ids))), v_at);
+      from spendgate.reservation_counters rc where rc.reservation_id = any (v_ids))), p_at);
+  v_at := spendgate.clock(p_at);
   for r in select * from spendgate.reservations where id = any (v_ids) loop
     perform spendgate.expire_hold(r, v_at);
   end loop;
