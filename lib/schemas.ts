@@ -18,6 +18,9 @@ export const Amount = z
   })
   .openapi({ type: 'string', example: '0.25', description: 'US dollars, a decimal string (a JSON number is accepted and read exactly)' });
 
+/** Set on an answer that repeats an earlier one (same idempotency key, or the same settle again), as Stripe does. */
+export const replayedHeader = 'idempotent-replayed';
+
 /** Money in responses: always a decimal string. */
 export const Money = z.string().openapi({ example: '0.409600' });
 

@@ -23,7 +23,7 @@ create table spendgate.limits (
   model           text not null default '',
   max_budget      numeric check (max_budget >= 0),
   soft_budget     numeric check (soft_budget >= 0),
-  budget_duration text check (budget_duration in ('1h', '1d', '7d', '30d', '1mo')),
+  budget_duration text check (budget_duration in ('1h', '24h', '1d', '7d', '30d', '1mo')),  -- 24h = 1d
   -- Fixed-length periods are counted from this instant; calendar months ignore it.
   budget_anchor   timestamptz,
   rpm             integer check (rpm >= 0),

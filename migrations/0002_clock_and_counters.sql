@@ -39,7 +39,8 @@ $$;
 create function spendgate.duration_interval(p_duration text) returns interval
 language sql immutable as $$
   select case p_duration
-    when '1h' then interval '1 hour' when '1d' then interval '24 hours' when '7d' then interval '168 hours'
+    when '1h' then interval '1 hour' when '24h' then interval '24 hours' when '1d' then interval '24 hours'
+    when '7d' then interval '168 hours'
     when '30d' then interval '720 hours' when '1mo' then interval '1 month' end
 $$;
 

@@ -72,13 +72,13 @@ describe.each(backends)('limits (%s)', (backend) => {
       expect(nothing.body).toMatchObject({ max_budget: '7.500000', rpm: 100, max_parallel: 20, tpm: null });
     });
 
-    it('budget_duration "24h" reads back as "1d"', async () => {
+    it('budget_duration "24h" reads back as written and lasts a day', async () => {
       const team = uniqueId('team');
       const put = await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '3', budget_duration: '24h' });
       expect(put.status).toBe(200);
-      expect(put.body.budget_duration).toBe('1d');
+      expect(put.body.budget_duration).toBe('24h');
       const read = await h.service('GET', `/v1/limits/team/${team}`);
-      expect(read.body).toMatchObject({ budget_duration: '1d', max_budget: '3.000000' });
+      expect(read.body).toMatchObject({ budget_duration: '24h', max_budget: '3.000000' });
       const now = (h.clock.now() as Date).getTime();
       const iso = (ms: number) => new Date(ms).toISOString().replace(/Z$/, '000Z');
       expect(read.body).toMatchObject({ period_start: iso(now), resets_at: iso(now + 86_400_000) });

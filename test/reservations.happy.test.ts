@@ -50,7 +50,9 @@ describe.each(backends)('reservations, happy paths (%s)', (backend) => {
     expect(first.body).toMatchObject({ actual_cost: '0.200000', released_cost: '0.300000', actual_tokens: 30 });
     expect(again.status).toBe(200);
     expect(again.body.actual_cost).toBe('0.200000');
-    expect(again.body.replayed).toBe(true);
+    expect(again.body).toEqual(first.body);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
     const usage = await h.service('GET', `/v1/limits/key/${key}`);
     expect(usage.body.spend).toBe('0.200000');
   });
@@ -121,6 +123,7 @@ describe.each(backends)('reservations, happy paths (%s)', (backend) => {
     expect(first.status).toBe(201);
     expect(second.status).toBe(200);
     expect(second.body.id).toBe(first.body.id);
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
     const viaHeader = await h.service('POST', '/v1/reservations', { scopes: { key }, estimate: { cost: '0.05' } }, { 'idempotency-key': idem });
     expect(viaHeader.status).toBe(200);
     expect(viaHeader.body.id).toBe(first.body.id);

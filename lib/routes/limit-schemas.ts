@@ -1,11 +1,10 @@
 import { z } from '@hono/zod-openapi';
 import { Amount, ScopeId, ScopeKind, ScopeUsage } from '../schemas.ts';
 
-/** `24h` and `1d` are the same duration; stored as `1d`. */
+/** `24h` and `1d` are the same duration; each reads back as it was written. */
 const BudgetDuration = z
   .enum(['1h', '24h', '1d', '7d', '30d', '1mo'])
-  .transform((d) => (d === '24h' ? '1d' : d))
-  .openapi({ type: 'string', enum: ['1h', '24h', '1d', '7d', '30d', '1mo'], description: '1mo is the calendar month in UTC' });
+  .openapi({ description: '24h and 1d are the same; 1mo is the calendar month in UTC' });
 
 const Count = (max: number) => z.number().int().min(0).max(max);
 

@@ -6,7 +6,7 @@ import { bodyHash } from '../hash.ts';
 import { ledgerError } from '../ledger.ts';
 import { rateLimitHeaders } from '../rate-limit-headers.ts';
 import { estimateRequest } from '../request-estimate.ts';
-import { Amount, errorResponses, Reservation, ScopeUsage, Scopes, TokenCount, TtlSeconds } from '../schemas.ts';
+import { Amount, errorResponses, replayedHeader, Reservation, ScopeUsage, Scopes, TokenCount, TtlSeconds } from '../schemas.ts';
 
 const OutputTokens = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).nullable().optional();
 
@@ -38,7 +38,8 @@ const ReserveBody = z
   })
   .openapi('ReserveRequest');
 
-const Reserved = Reservation.extend({ scopes: z.array(ScopeUsage), replayed: z.boolean().optional() }).openapi('Reserved');
+const Reserved = Reservation.extend({ scopes: z.array(ScopeUsage) }).openapi('Reserved');
+const LedgerReserved = Reserved.extend({ replayed: z.boolean().optional() });
 
 export const route = createRoute({
   method: 'post',
@@ -55,7 +56,7 @@ export const route = createRoute({
   },
   responses: {
     201: { description: 'Held', content: { 'application/json': { schema: Reserved } } },
-    200: { description: 'The reservation first made with this idempotency key', content: { 'application/json': { schema: Reserved } } },
+    200: { description: `The reservation first made with this idempotency key (header ${replayedHeader}: true)`, content: { 'application/json': { schema: Reserved } } },
     ...errorResponses(400, 401, 403, 409, 429, 503),
   },
 });
@@ -82,7 +83,8 @@ export function register(app: App) {
     const headers = rateLimitHeaders(result.scopes);
     const refusal = ledgerError(result);
     if (refusal) throw new ApiError(refusal.type, refusal.message, refusal.details, { ...headers, ...refusal.headers });
-    const reserved = Reserved.parse(result);
-    return c.json(reserved, reserved.replayed ? 200 : 201, headers);
+    const { replayed, ...reserved } = LedgerReserved.parse(result);
+    if (replayed) return c.json(reserved, 200, { ...headers, [replayedHeader]: 'true' });
+    return c.json(reserved, 201, headers);
   });
 }

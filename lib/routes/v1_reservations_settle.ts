@@ -4,7 +4,7 @@ import { allow } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { bodyHash } from '../hash.ts';
 import { normalizeUsage, totalTokens } from '../provider-usage.ts';
-import { Amount, errorResponses, Money, Reservation, ReservationId } from '../schemas.ts';
+import { Amount, errorResponses, Money, replayedHeader, Reservation, ReservationId } from '../schemas.ts';
 
 const SettleBody = z
   .object({
@@ -20,7 +20,8 @@ const SettleBody = z
   })
   .openapi('SettleRequest');
 
-const Settled = Reservation.extend({ released_cost: Money, late: z.boolean(), replayed: z.boolean().optional() }).openapi('Settled');
+const Settled = Reservation.extend({ released_cost: Money, late: z.boolean() }).openapi('Settled');
+const LedgerSettled = Settled.extend({ replayed: z.boolean().optional() });
 
 export const route = createRoute({
   method: 'post',
@@ -28,7 +29,8 @@ export const route = createRoute({
   summary: 'Charge the actual cost, exactly once',
   description:
     'The actual cost is `cost` when given, else priced from `usage` and `images` at the prices in force when the ' +
-    'hold was made. Charged in full even above the hold. The same body again answers the same; a different one is 409. ' +
+    'hold was made. Charged in full even above the hold. The same body again answers the same (with the header ' +
+    `${replayedHeader}: true); a different one is 409. ` +
     'A settle after the hold expired still charges, once.',
   security: [{ bearer: [] }],
   middleware: [allow('service')] as const,
@@ -61,6 +63,8 @@ export function register(app: App) {
       actual_tokens: usage ? totalTokens(usage) : undefined,
       settle_hash: await bodyHash(body),
     });
-    return c.json(Settled.parse(result), 200);
+    // A repeated settle answers exactly as the first did; only the header tells it apart.
+    const { replayed, ...settled } = LedgerSettled.parse(result);
+    return c.json(settled, 200, replayed ? { [replayedHeader]: 'true' } : {});
   });
 }
