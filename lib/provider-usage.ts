@@ -90,9 +90,9 @@ function readUsage(usage: Record<string, unknown>): NormalizedUsage {
   }
   switch (detectShape(usage)) {
     case 'openai_chat':
-      return readOpenAIChat(usage);
+      return readOpenAI(usage, OPENAI_FIELDS.chat);
     case 'openai_responses':
-      return readOpenAIResponses(usage);
+      return readOpenAI(usage, OPENAI_FIELDS.responses);
     case 'anthropic':
       return readAnthropic(usage);
     case 'gemini':
@@ -119,35 +119,22 @@ function detectShape(usage: Record<string, unknown>): UsageShape {
   throw new UsageError('', ACCEPTED_SHAPES_MESSAGE);
 }
 
-// OpenAI Chat Completions and Completions: prompt_tokens includes cached_tokens.
-function readOpenAIChat(usage: Record<string, unknown>): NormalizedUsage {
-  const promptTokens = readCount(usage, 'prompt_tokens', '');
-  const completionTokens = readCount(usage, 'completion_tokens', '');
-  const promptDetails = readDetails(usage, 'prompt_tokens_details', '');
-  const completionDetails = readDetails(usage, 'completion_tokens_details', '');
-  const cachedTokens = readCount(promptDetails, 'cached_tokens', 'prompt_tokens_details.');
-  const reasoningTokens = readCount(completionDetails, 'reasoning_tokens', 'completion_tokens_details.');
-  requireAtMost(cachedTokens, 'prompt_tokens_details.cached_tokens', promptTokens, 'prompt_tokens');
-  requireAtMost(reasoningTokens, 'completion_tokens_details.reasoning_tokens', completionTokens, 'completion_tokens');
-  return {
-    input_tokens: promptTokens - cachedTokens,
-    cache_read_tokens: cachedTokens,
-    cache_creation_tokens: 0,
-    output_tokens: completionTokens,
-    reasoning_tokens: reasoningTokens,
-  };
-}
+// The two OpenAI shapes differ only in names: their input count includes the cached tokens, their output count
+// the reasoning tokens.
+const OPENAI_FIELDS = {
+  chat: { input: 'prompt_tokens', output: 'completion_tokens', inputDetails: 'prompt_tokens_details', outputDetails: 'completion_tokens_details' },
+  responses: { input: 'input_tokens', output: 'output_tokens', inputDetails: 'input_tokens_details', outputDetails: 'output_tokens_details' },
+} as const;
 
-// OpenAI Responses API: input_tokens includes cached_tokens.
-function readOpenAIResponses(usage: Record<string, unknown>): NormalizedUsage {
-  const inputTokens = readCount(usage, 'input_tokens', '');
-  const outputTokens = readCount(usage, 'output_tokens', '');
-  const inputDetails = readDetails(usage, 'input_tokens_details', '');
-  const outputDetails = readDetails(usage, 'output_tokens_details', '');
-  const cachedTokens = readCount(inputDetails, 'cached_tokens', 'input_tokens_details.');
-  const reasoningTokens = readCount(outputDetails, 'reasoning_tokens', 'output_tokens_details.');
-  requireAtMost(cachedTokens, 'input_tokens_details.cached_tokens', inputTokens, 'input_tokens');
-  requireAtMost(reasoningTokens, 'output_tokens_details.reasoning_tokens', outputTokens, 'output_tokens');
+function readOpenAI(usage: Record<string, unknown>, names: (typeof OPENAI_FIELDS)[keyof typeof OPENAI_FIELDS]): NormalizedUsage {
+  const inputTokens = readCount(usage, names.input, '');
+  const outputTokens = readCount(usage, names.output, '');
+  const inputDetails = readDetails(usage, names.inputDetails, '');
+  const outputDetails = readDetails(usage, names.outputDetails, '');
+  const cachedTokens = readCount(inputDetails, 'cached_tokens', `${names.inputDetails}.`);
+  const reasoningTokens = readCount(outputDetails, 'reasoning_tokens', `${names.outputDetails}.`);
+  requireAtMost(cachedTokens, `${names.inputDetails}.cached_tokens`, inputTokens, names.input);
+  requireAtMost(reasoningTokens, `${names.outputDetails}.reasoning_tokens`, outputTokens, names.output);
   return {
     input_tokens: inputTokens - cachedTokens,
     cache_read_tokens: cachedTokens,
