@@ -101,11 +101,6 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
   afterEach(() => h.expectAuditOk());
 
   const reserve = (body: unknown, headers?: Record<string, string>) => h.service('POST', '/v1/reservations', body, headers);
-  const limit = async (kind: string, id: string) => {
-    const reply = await h.service('GET', `/v1/limits/${kind}/${id}`);
-    expect(reply.status).toBe(200);
-    return reply.body;
-  };
 
   describe('one budget, hundreds of simultaneous holds', () => {
     it.each([
@@ -137,7 +132,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
           requested: '0.100000',
         });
       }
-      expect(await limit('team', team)).toMatchObject({ reserved: full, spend: '0.000000', remaining, in_flight: admitted });
+      expect(await h.scope('team', team)).toMatchObject({ reserved: full, spend: '0.000000', remaining, in_flight: admitted });
     });
   });
 
@@ -159,8 +154,8 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       );
       const held = await Promise.all(bodies.map((body) => reserve(body)));
       expect(tally(held)).toEqual({ 201: n });
-      expect(await limit('team', team)).toMatchObject({ reserved: '10.000000', in_flight: n });
-      for (const tag of tags) expect(await limit('tag', tag)).toMatchObject({ reserved: '10.000000', in_flight: n });
+      expect(await h.scope('team', team)).toMatchObject({ reserved: '10.000000', in_flight: n });
+      for (const tag of tags) expect(await h.scope('tag', tag)).toMatchObject({ reserved: '10.000000', in_flight: n });
 
       h.clock.advance(60);
       const cents = (i: number) => (i % 13) + 1; // 0.01 .. 0.13: some settles charge above the 0.05 hold
@@ -211,10 +206,10 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       for (let i = 0; i < n; i += 2) total += cents(i);
       const spend = money(BigInt(total) * units('0.01'));
       for (const [kind, id] of [['team', team], ['org', org], ...tags.map((t) => ['tag', t])] as const) {
-        expect(await limit(kind, id)).toMatchObject({ spend, reserved: '5.000000', in_flight: 100 });
+        expect(await h.scope(kind, id)).toMatchObject({ spend, reserved: '5.000000', in_flight: 100 });
       }
       for (const i of [0, 1, 2, 3, 198, 199]) {
-        expect(await limit('key', key(i))).toMatchObject({
+        expect(await h.scope('key', key(i))).toMatchObject({
           spend: i % 2 === 0 ? money(units(cost(i))) : '0.000000',
           reserved: '0.000000',
           in_flight: 0,
@@ -235,7 +230,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
         expect(reply.body.id).toBe(first.body.id);
         expect(reply.headers.get('idempotent-replayed')).toBe(reply.status === 200 ? 'true' : null);
       }
-      expect(await limit('key', key)).toMatchObject({ reserved: '0.100000', in_flight: 1, requests_in_window: 1 });
+      expect(await h.scope('key', key)).toMatchObject({ reserved: '0.100000', in_flight: 1, requests_in_window: 1 });
     });
 
     it('one idempotency key with 20 different bodies at once: one hold, 19 conflicts', async () => {
@@ -248,7 +243,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       expect(errorTypes(replies)).toEqual({ conflict: 19 });
       const winner = replies.find((r) => r.status === 201)!;
       for (const reply of replies.filter((r) => r.status === 409)) expect(reply.body.error.reservation_id).toBe(winner.body.id);
-      expect(await limit('key', key)).toMatchObject({ reserved: winner.body.reserved_cost, in_flight: 1 });
+      expect(await h.scope('key', key)).toMatchObject({ reserved: winner.body.reserved_cost, in_flight: 1 });
     });
 
     it('50 simultaneous settles with the same body charge once', async () => {
@@ -263,7 +258,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
         expect(reply.body).toMatchObject({ id: held.body.id, status: 'settled', actual_cost: '0.070000', released_cost: '0.030000' });
       }
       expect(replies.filter((r) => r.headers.get('idempotent-replayed') === 'true')).toHaveLength(49);
-      expect(await limit('key', key)).toMatchObject({ spend: '0.070000', reserved: '0.000000', in_flight: 0 });
+      expect(await h.scope('key', key)).toMatchObject({ spend: '0.070000', reserved: '0.000000', in_flight: 0 });
     });
 
     it('50 simultaneous settles with different bodies: one wins, 49 conflicts', async () => {
@@ -278,7 +273,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       expect(tally(replies)).toEqual({ 200: 1, 409: 49 });
       expect(errorTypes(replies)).toEqual({ conflict: 49 });
       const winner = replies.find((r) => r.status === 200)!;
-      expect(await limit('key', key)).toMatchObject({ spend: winner.body.actual_cost, reserved: '0.000000', in_flight: 0 });
+      expect(await h.scope('key', key)).toMatchObject({ spend: winner.body.actual_cost, reserved: '0.000000', in_flight: 0 });
       expect((await h.service('GET', `/v1/reservations/${held.body.id}`)).body.actual_cost).toBe(winner.body.actual_cost);
     });
 
@@ -290,7 +285,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       const replies = await Promise.all(Array.from({ length: 50 }, () => h.service('POST', `/v1/reservations/${held.body.id}/release`)));
       expect(tally(replies)).toEqual({ 200: 50 });
       for (const reply of replies) expect(reply.body).toMatchObject({ status: 'released', released_cost: '0.400000' });
-      expect(await limit('team', team)).toMatchObject({ spend: '0.000000', reserved: '0.000000', in_flight: 0, tokens_in_window: 0 });
+      expect(await h.scope('team', team)).toMatchObject({ spend: '0.000000', reserved: '0.000000', in_flight: 0, tokens_in_window: 0 });
     });
 
     it('a settle racing a release on each of 60 holds: exactly one of the two wins each race', async () => {
@@ -317,7 +312,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
           expect(settle.body.error.type).toBe('conflict');
         }
       }
-      expect(await limit('team', team)).toMatchObject({
+      expect(await h.scope('team', team)).toMatchObject({
         spend: money(BigInt(settled) * units('0.15')),
         reserved: '0.000000',
         in_flight: 0,
@@ -346,7 +341,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       expect(tally(replies)).toEqual({ 201: 10, 429: 40 });
       expect(errorTypes(replies)).toEqual({ budget_exceeded: 40 });
       for (const r of stale) expect((await h.service('GET', `/v1/reservations/${r.body.id}`)).body.status).toBe('expired');
-      expect(await limit('team', team)).toMatchObject({ reserved: '1.000000', in_flight: 10 });
+      expect(await h.scope('team', team)).toMatchObject({ reserved: '1.000000', in_flight: 10 });
     });
   });
 
@@ -360,7 +355,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       for (const refused of replies.filter((r) => r.status === 429)) {
         expect(refused.body.error).toMatchObject({ limit_type: 'rpm', limit: 20, used: 20 });
       }
-      expect(await limit('key', key)).toMatchObject({ requests_in_window: 20, in_flight: 20, reserved: '0.200000' });
+      expect(await h.scope('key', key)).toMatchObject({ requests_in_window: 20, in_flight: 20, reserved: '0.200000' });
     });
 
     it('max_parallel 5: exactly 5 of 100 simultaneous reserves are admitted', async () => {
@@ -372,7 +367,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       for (const refused of replies.filter((r) => r.status === 429)) {
         expect(refused.body.error).toMatchObject({ limit_type: 'max_parallel', limit: 5, used: 5 });
       }
-      expect(await limit('key', key)).toMatchObject({ in_flight: 5, reserved: '0.050000' });
+      expect(await h.scope('key', key)).toMatchObject({ in_flight: 5, reserved: '0.050000' });
     });
 
     it('tpm 1000: exactly 3 holds of 300 tokens out of 60 simultaneous', async () => {
@@ -386,7 +381,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       for (const refused of replies.filter((r) => r.status === 429)) {
         expect(refused.body.error).toMatchObject({ limit_type: 'tpm', limit: 1000, used: 900, requested: 300 });
       }
-      expect(await limit('key', key)).toMatchObject({ tokens_in_window: 900, in_flight: 3 });
+      expect(await h.scope('key', key)).toMatchObject({ tokens_in_window: 900, in_flight: 3 });
     });
   });
 
@@ -397,7 +392,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       const first = await reserve({ scopes: { team }, estimate: { cost: '0.50' } });
       const second = await reserve({ scopes: { team }, estimate: { cost: '0.25' } });
       expect([first.status, second.status]).toEqual([201, 201]);
-      const before = await limit('team', team);
+      const before = await h.scope('team', team);
 
       const blocker = postgres(h.url!, { max: 1, onnotice: () => {} });
       let release = () => {};
@@ -429,12 +424,12 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
         expect(reply.body.error.type).toBe('unavailable');
         expect(reply.headers.get('retry-after')).toBe('1');
       }
-      expect(await limit('team', team)).toEqual(before);
+      expect(await h.scope('team', team)).toEqual(before);
       for (const r of [first, second]) expect((await h.service('GET', `/v1/reservations/${r.body.id}`)).body.status).toBe('held');
       // Once the row is free the same calls go through.
       expect((await h.service('POST', `/v1/reservations/${first.body.id}/settle`, { cost: '0.40' })).body.actual_cost).toBe('0.400000');
       expect((await h.service('POST', `/v1/reservations/${second.body.id}/release`)).status).toBe(200);
-      expect(await limit('team', team)).toMatchObject({ spend: '0.400000', reserved: '0.000000', in_flight: 0 });
+      expect(await h.scope('team', team)).toMatchObject({ spend: '0.400000', reserved: '0.000000', in_flight: 0 });
     });
   });
 
@@ -493,7 +488,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       for (let i = 0; i < 3; i++) afterB.push(await reserve({ scopes: { team }, estimate: { cost: '0.01' } }));
       expect(tally(afterB)).toEqual({ 201: 1, 429: 3 });
       expect(errorTypes(afterB)).toEqual({ rate_limit_exceeded: 3 });
-      expect(await limit('team', team)).toMatchObject({ requests_in_window: 3, in_flight: 3 });
+      expect(await h.scope('team', team)).toMatchObject({ requests_in_window: 3, in_flight: 3 });
     });
   });
 
@@ -658,13 +653,13 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
           if (hourly && period(charge.at) !== period(now)) continue;
           expected += units(charge.cost);
         }
-        expect((await limit(s.kind, s.id)).spend, `${s.kind} ${s.id}`).toBe(money(expected));
+        expect((await h.scope(s.kind, s.id)).spend, `${s.kind} ${s.id}`).toBe(money(expected));
       }
 
       // A day later every hold has expired: nothing is reserved anywhere and the audit still balances.
       h.clock.advance(24 * hour);
       expect((await h.as('cron')('POST', '/v1/sweep')).status).toBe(200);
-      for (const s of scopes) expect(await limit(s.kind, s.id)).toMatchObject({ reserved: '0.000000', in_flight: 0 });
+      for (const s of scopes) expect(await h.scope(s.kind, s.id)).toMatchObject({ reserved: '0.000000', in_flight: 0 });
     });
   });
 });

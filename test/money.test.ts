@@ -10,11 +10,6 @@ describe.each(backends)('exact money (%s)', (backend) => {
   afterAll(() => h.close());
   afterEach(() => h.expectAuditOk());
 
-  const limitOf = async (kind: string, id: string) => {
-    const read = await h.service('GET', `/v1/limits/${kind}/${id}`);
-    expect(read.status).toBe(200);
-    return read.body;
-  };
 
   /** Reserve `hold` on `scopes` and settle it at `cost`; answers the settle. `hold` and `cost` go as given (string or number). */
   async function reserveAndSettle(scopes: Record<string, string>, hold: string | number, cost: string | number) {
@@ -30,7 +25,7 @@ describe.each(backends)('exact money (%s)', (backend) => {
       const key = uniqueId('key');
       expect((await reserveAndSettle({ key }, '0.1', '0.1')).actual_cost).toBe('0.100000');
       expect((await reserveAndSettle({ key }, '0.2', '0.2')).actual_cost).toBe('0.200000');
-      expect((await limitOf('key', key)).spend).toBe('0.300000');
+      expect((await h.scope('key', key)).spend).toBe('0.300000');
     });
 
     it('as JSON numbers sums to exactly 0.3', async () => {
@@ -39,7 +34,7 @@ describe.each(backends)('exact money (%s)', (backend) => {
       expect(first).toMatchObject({ reserved_cost: '0.100000', actual_cost: '0.100000', released_cost: '0.000000' });
       const second = await reserveAndSettle({ key }, 0.2, 0.2);
       expect(second).toMatchObject({ reserved_cost: '0.200000', actual_cost: '0.200000' });
-      expect((await limitOf('key', key)).spend).toBe('0.300000');
+      expect((await h.scope('key', key)).spend).toBe('0.300000');
     });
 
     it('a budget of 0.3 holds 0.1 + 0.2 exactly, and then nothing more', async () => {
@@ -55,7 +50,7 @@ describe.each(backends)('exact money (%s)', (backend) => {
       expect(c.body.error).toMatchObject({ type: 'budget_exceeded', reserved: '0.300000', requested: '0.000001' });
       await h.service('POST', `/v1/reservations/${a.body.id}/settle`, { cost: 0.1 });
       await h.service('POST', `/v1/reservations/${b.body.id}/settle`, { cost: '0.2' });
-      expect(await limitOf('team', team)).toMatchObject({ spend: '0.300000', reserved: '0.000000', remaining: '0.000000' });
+      expect(await h.scope('team', team)).toMatchObject({ spend: '0.300000', reserved: '0.000000', remaining: '0.000000' });
     });
   });
 
@@ -77,7 +72,7 @@ describe.each(backends)('exact money (%s)', (backend) => {
       const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { usage: { prompt_tokens: 7, completion_tokens: 0 } });
       expect(settled.status).toBe(200);
       expect(settled.body).toMatchObject({ actual_cost: '0.000000000861', released_cost: '0.000000004806', cost_source: 'usage', actual_tokens: 7 });
-      expect(await limitOf('key', key)).toMatchObject({ spend: '0.000000000861', reserved: '0.000000' });
+      expect(await h.scope('key', key)).toMatchObject({ spend: '0.000000000861', reserved: '0.000000' });
     });
 
     it('a price sent as a JSON number in exponent form is read as the same decimal', async () => {
@@ -92,7 +87,7 @@ describe.each(backends)('exact money (%s)', (backend) => {
       const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { usage: { input_tokens: 7, output_tokens: 1000000 } });
       // 7 × 0.000000000123 + 1000000 × 0.000000000456
       expect(settled.body.actual_cost).toBe('0.000456000861');
-      expect((await limitOf('key', key)).spend).toBe('0.000456000861');
+      expect((await h.scope('key', key)).spend).toBe('0.000456000861');
     });
 
     it('fifty holds and settles of a nano-dollar add up exactly', async () => {
@@ -103,9 +98,9 @@ describe.each(backends)('exact money (%s)', (backend) => {
         expect(held.status).toBe(201);
         ids.push(held.body.id);
       }
-      expect((await limitOf('key', key)).reserved).toBe('0.00000005');
+      expect((await h.scope('key', key)).reserved).toBe('0.00000005');
       for (const id of ids) await h.service('POST', `/v1/reservations/${id}/settle`, { cost: '1e-9' });
-      expect(await limitOf('key', key)).toMatchObject({ spend: '0.00000005', reserved: '0.000000' });
+      expect(await h.scope('key', key)).toMatchObject({ spend: '0.00000005', reserved: '0.000000' });
     });
   });
 
@@ -121,21 +116,21 @@ describe.each(backends)('exact money (%s)', (backend) => {
         expect(held.status).toBe(201);
         ids.push(held.body.id);
       }
-      expect(await limitOf('team', team)).toMatchObject({ reserved: '999999999999.990000', remaining: '0.000000', in_flight: 3 });
+      expect(await h.scope('team', team)).toMatchObject({ reserved: '999999999999.990000', remaining: '0.000000', in_flight: 3 });
       const refused = await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '0.000001' } });
       expect(refused.status).toBe(429);
       expect(refused.body.error).toMatchObject({ max_budget: '999999999999.990000', reserved: '999999999999.990000' });
 
       const settled = await h.service('POST', `/v1/reservations/${ids[0]}/settle`, { cost: '123456789012.335' });
       expect(settled.body).toMatchObject({ actual_cost: '123456789012.335000', released_cost: '0.005000' });
-      expect(await limitOf('team', team)).toMatchObject({
+      expect(await h.scope('team', team)).toMatchObject({
         spend: '123456789012.335000', reserved: '876543210987.650000', remaining: '0.005000',
       });
       const fits = await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '0.005' } });
       expect(fits.status).toBe(201);
       expect(fits.body.scopes[0].remaining).toBe('0.000000');
       for (const id of [ids[1], ids[2], fits.body.id]) await h.service('POST', `/v1/reservations/${id}/release`);
-      expect(await limitOf('team', team)).toMatchObject({ reserved: '0.000000', remaining: '876543210987.655000' });
+      expect(await h.scope('team', team)).toMatchObject({ reserved: '0.000000', remaining: '876543210987.655000' });
     });
 
     it('a large budget given as a JSON number is exact too', async () => {
@@ -158,7 +153,7 @@ describe.each(backends)('exact money (%s)', (backend) => {
       const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, '{"cost":0.100000000000000000001}');
       expect(settled.status).toBe(200);
       expect(settled.body).toMatchObject({ actual_cost: '0.100000000000000000001', released_cost: '0.000000' });
-      expect((await limitOf('key', key)).spend).toBe('0.100000000000000000001');
+      expect((await h.scope('key', key)).spend).toBe('0.100000000000000000001');
     });
 
     it('a budget of 0.1 refuses a hold 1e-21 above it and admits 0.1', async () => {
@@ -192,7 +187,7 @@ describe.each(backends)('exact money (%s)', (backend) => {
       expect(held.body.scopes[0]).toMatchObject({ reserved: '0.0000001', remaining: '0.0000009' });
       const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { cost: '5e-8' });
       expect(settled.body).toMatchObject({ actual_cost: '0.00000005', released_cost: '0.00000005' });
-      expect(await limitOf('team', team)).toMatchObject({ spend: '0.00000005', remaining: '0.00000095' });
+      expect(await h.scope('team', team)).toMatchObject({ spend: '0.00000005', remaining: '0.00000095' });
       // 0.00000095 is 9.5 holds of 1e-7: nine fit, the tenth does not.
       const ids: string[] = [];
       for (let i = 0; i < 9; i++) {
@@ -227,7 +222,7 @@ describe.each(backends)('exact money (%s)', (backend) => {
         ids.push(held.body.id);
         expect(held.body.scopes[0].reserved).toBe(`${(i / 10).toFixed(1)}00000`);
       }
-      expect(await limitOf('team', team)).toMatchObject({ reserved: '1.000000', remaining: '0.000000', in_flight: 10 });
+      expect(await h.scope('team', team)).toMatchObject({ reserved: '1.000000', remaining: '0.000000', in_flight: 10 });
       const eleventh = await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '0.10' } });
       expect(eleventh.status).toBe(429);
       expect(eleventh.body.error).toMatchObject({
@@ -240,7 +235,7 @@ describe.each(backends)('exact money (%s)', (backend) => {
       expect(zero.body.error.type).toBe('budget_exceeded');
 
       for (const id of ids) await h.service('POST', `/v1/reservations/${id}/settle`, { cost: 0.1 });
-      expect(await limitOf('team', team)).toMatchObject({ spend: '1.000000', reserved: '0.000000', remaining: '0.000000', in_flight: 0 });
+      expect(await h.scope('team', team)).toMatchObject({ spend: '1.000000', reserved: '0.000000', remaining: '0.000000', in_flight: 0 });
       const after = await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '0.000001' } });
       expect(after.status).toBe(429);
       expect(after.body.error).toMatchObject({ spend: '1.000000', reserved: '0.000000' });

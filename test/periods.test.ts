@@ -32,11 +32,6 @@ describe.each(backends)('budget periods (%s)', (backend) => {
   afterAll(() => h.close());
   afterEach(() => h.expectAuditOk());
 
-  const limitOf = async (kind: string, id: string) => {
-    const read = await h.service('GET', `/v1/limits/${kind}/${id}`);
-    expect(read.status).toBe(200);
-    return read.body;
-  };
 
   // Each starts after the previous test's clock, at an instant not aligned to any hour or day where it can show
   // that fixed periods count from the moment the duration was armed.
@@ -53,25 +48,25 @@ describe.each(backends)('budget periods (%s)', (backend) => {
 
     await spendOn(h, { team }, '0.4');
     h.clock.advance(seconds - 1);
-    expect(await limitOf('team', team)).toMatchObject({ spend: '0.400000', period_start: iso(s), resets_at: iso(s + seconds * 1000), remaining: '0.600000' });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '0.400000', period_start: iso(s), resets_at: iso(s + seconds * 1000), remaining: '0.600000' });
     const refused = await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '0.7' } });
     expect(refused.status).toBe(429);
     expect(refused.body.error).toMatchObject({ type: 'budget_exceeded', spend: '0.400000', requested: '0.700000', resets_at: iso(s + seconds * 1000) });
     expect(refused.headers.get('retry-after')).toBe('1');
 
     h.clock.advance(1);
-    expect(await limitOf('team', team)).toMatchObject({
+    expect(await h.scope('team', team)).toMatchObject({
       spend: '0.000000', reserved: '0.000000', period_start: iso(s + seconds * 1000), resets_at: iso(s + 2 * seconds * 1000), remaining: '1.000000',
     });
     const held = await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '0.7' } });
     expect(held.status).toBe(201);
     expect(held.body.scopes[0]).toMatchObject({ spend: '0.000000', reserved: '0.700000', remaining: '0.300000', period_start: iso(s + seconds * 1000) });
     expect((await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { cost: '0.3' })).status).toBe(200);
-    expect(await limitOf('team', team)).toMatchObject({ spend: '0.300000', reserved: '0.000000', remaining: '0.700000' });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '0.300000', reserved: '0.000000', remaining: '0.700000' });
 
     // Idle through one and a half periods: the period is still counted from the anchor, not from the last touch.
     h.clock.advance(seconds + seconds / 2);
-    expect(await limitOf('team', team)).toMatchObject({
+    expect(await h.scope('team', team)).toMatchObject({
       spend: '0.000000', period_start: iso(s + 2 * seconds * 1000), resets_at: iso(s + 3 * seconds * 1000), remaining: '1.000000',
     });
   });
@@ -88,16 +83,16 @@ describe.each(backends)('budget periods (%s)', (backend) => {
     expect(refused.headers.get('retry-after')).toBe('60');
 
     h.clock.advance(120);
-    expect(await limitOf('team', team)).toMatchObject({
+    expect(await h.scope('team', team)).toMatchObject({
       spend: '0.000000', period_start: '2026-04-01T00:00:00.000000Z', resets_at: '2026-05-01T00:00:00.000000Z', remaining: '5.000000',
     });
     await spendOn(h, { team }, '4');
 
     // April has 30 days: its last second is still April.
     moveTo(h, '2026-04-30T23:59:59Z');
-    expect(await limitOf('team', team)).toMatchObject({ spend: '4.000000', period_start: '2026-04-01T00:00:00.000000Z', resets_at: '2026-05-01T00:00:00.000000Z' });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '4.000000', period_start: '2026-04-01T00:00:00.000000Z', resets_at: '2026-05-01T00:00:00.000000Z' });
     h.clock.advance(1);
-    expect(await limitOf('team', team)).toMatchObject({
+    expect(await h.scope('team', team)).toMatchObject({
       spend: '0.000000', period_start: '2026-05-01T00:00:00.000000Z', resets_at: '2026-06-01T00:00:00.000000Z', remaining: '5.000000',
     });
   });
@@ -109,17 +104,17 @@ describe.each(backends)('budget periods (%s)', (backend) => {
     expect(put.body).toMatchObject({ period_start: '2026-05-02T06:00:00.000000Z', resets_at: '2026-06-01T06:00:00.000000Z' });
     await spendOn(h, { team }, '0.9');
     moveTo(h, '2026-06-01T05:59:59Z');
-    expect(await limitOf('team', team)).toMatchObject({ spend: '0.900000', period_start: '2026-05-02T06:00:00.000000Z' });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '0.900000', period_start: '2026-05-02T06:00:00.000000Z' });
     const refused = await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '0.2' } });
     expect(refused.status).toBe(429);
     expect(refused.headers.get('retry-after')).toBe('1');
     h.clock.advance(1);
-    expect(await limitOf('team', team)).toMatchObject({
+    expect(await h.scope('team', team)).toMatchObject({
       spend: '0.000000', period_start: '2026-06-01T06:00:00.000000Z', resets_at: '2026-07-01T06:00:00.000000Z', remaining: '1.000000',
     });
     await spendOn(h, { team }, '0.2');
     h.clock.advance(45 * DAY);
-    expect(await limitOf('team', team)).toMatchObject({
+    expect(await h.scope('team', team)).toMatchObject({
       spend: '0.000000', period_start: iso(s + 60 * DAY * 1000), resets_at: '2026-07-31T06:00:00.000000Z',
     });
     expect(iso(s + 60 * DAY * 1000)).toBe('2026-07-01T06:00:00.000000Z');
@@ -135,10 +130,10 @@ describe.each(backends)('budget periods (%s)', (backend) => {
     expect(held.status).toBe(201);
     const released = await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '0.25' }, ttl_seconds: 7200 });
     expect(released.status).toBe(201);
-    expect(await limitOf('team', team)).toMatchObject({ spend: '0.500000', reserved: '1.250000', remaining: '0.250000', in_flight: 2 });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '0.500000', reserved: '1.250000', remaining: '0.250000', in_flight: 2 });
 
     h.clock.advance(45 * 60); // 11:15, the second period
-    expect(await limitOf('team', team)).toMatchObject({
+    expect(await h.scope('team', team)).toMatchObject({
       spend: '0.000000', reserved: '1.250000', remaining: '0.750000', in_flight: 2,
       period_start: iso(s + HOUR * 1000), resets_at: iso(s + 2 * HOUR * 1000),
     });
@@ -152,11 +147,11 @@ describe.each(backends)('budget periods (%s)', (backend) => {
     expect(settled.body).toMatchObject({ status: 'settled', actual_cost: '0.700000', released_cost: '0.300000', late: false });
     const back = await h.service('POST', `/v1/reservations/${released.body.id}/release`);
     expect(back.body).toMatchObject({ status: 'released', released_cost: '0.250000' });
-    expect(await limitOf('team', team)).toMatchObject({ spend: '0.700000', reserved: '0.000000', remaining: '1.300000', in_flight: 0 });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '0.700000', reserved: '0.000000', remaining: '1.300000', in_flight: 0 });
 
     // In the third period the straddling charge is gone with its period.
     h.clock.advance(HOUR);
-    expect(await limitOf('team', team)).toMatchObject({ spend: '0.000000', reserved: '0.000000', period_start: iso(s + 2 * HOUR * 1000) });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '0.000000', reserved: '0.000000', period_start: iso(s + 2 * HOUR * 1000) });
   });
 
   it('a late settle after the boundary charges the period it arrives in, once', async () => {
@@ -167,14 +162,14 @@ describe.each(backends)('budget periods (%s)', (backend) => {
     expect(held.status).toBe(201);
     h.clock.advance(50 * 60);
     expect((await h.admin('POST', '/v1/sweep')).status).toBe(200);
-    expect(await limitOf('team', team)).toMatchObject({ spend: '0.000000', reserved: '0.000000', in_flight: 0 });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '0.000000', reserved: '0.000000', in_flight: 0 });
     h.clock.advance(20 * 60); // 11:10
     const late = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { cost: '0.25' });
     expect(late.body).toMatchObject({ status: 'settled', late: true, actual_cost: '0.250000', released_cost: '0.000000' });
-    expect(await limitOf('team', team)).toMatchObject({ spend: '0.250000', reserved: '0.000000', remaining: '0.750000', period_start: iso(s + HOUR * 1000) });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '0.250000', reserved: '0.000000', remaining: '0.750000', period_start: iso(s + HOUR * 1000) });
     const again = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { cost: '0.25' });
     expect(again.status).toBe(200);
-    expect(await limitOf('team', team)).toMatchObject({ spend: '0.250000' });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '0.250000' });
   });
 
   it('arming a duration on a scope with spend starts a clean period at once', async () => {
@@ -183,7 +178,7 @@ describe.each(backends)('budget periods (%s)', (backend) => {
     const key = uniqueId('key');
     await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '1' });
     await spendOn(h, { team, key }, '0.9');
-    expect(await limitOf('key', key)).toMatchObject({ spend: '0.900000', period_start: null, resets_at: null });
+    expect(await h.scope('key', key)).toMatchObject({ spend: '0.900000', period_start: null, resets_at: null });
     const refused = await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '0.2' } });
     expect(refused.status).toBe(429);
     expect(refused.body.error.resets_at).toBeNull();
@@ -201,8 +196,8 @@ describe.each(backends)('budget periods (%s)', (backend) => {
     const held = await h.service('POST', '/v1/reservations', { scopes: { team, key }, estimate: { cost: '0.95' } });
     expect(held.status).toBe(201);
     await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { cost: '0.95' });
-    expect(await limitOf('team', team)).toMatchObject({ spend: '0.950000', remaining: '0.050000', period_start: iso(s + 60_000) });
-    expect(await limitOf('key', key)).toMatchObject({ spend: '0.950000' });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '0.950000', remaining: '0.050000', period_start: iso(s + 60_000) });
+    expect(await h.scope('key', key)).toMatchObject({ spend: '0.950000' });
   });
 
   it('changing a duration keeps the current period start', async () => {
@@ -219,7 +214,7 @@ describe.each(backends)('budget periods (%s)', (backend) => {
 
     // Past where the old 1h and 1d periods would have ended: the spend is still this period's.
     h.clock.advance(DAY + HOUR);
-    expect(await limitOf('team', team)).toMatchObject({ spend: '1.000000', remaining: '9.000000', period_start: iso(t) });
+    expect(await h.scope('team', team)).toMatchObject({ spend: '1.000000', remaining: '9.000000', period_start: iso(t) });
     const month = await h.admin('PUT', `/v1/limits/team/${team}`, { budget_duration: '30d' });
     expect(month.body).toMatchObject({ spend: '1.000000', period_start: iso(t), resets_at: iso(t + 30 * DAY * 1000) });
 
@@ -237,12 +232,12 @@ describe.each(backends)('budget periods (%s)', (backend) => {
     const t = moveTo(h, '2026-08-06T10:00:00Z');
     const team = uniqueId('team');
     await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '100', budget_duration: '1h', models: { 'gpt-4o': { max_budget: '1' } } });
-    let read = await limitOf('team', team);
+    let read = await h.scope('team', team);
     expect(read.models['gpt-4o']).toMatchObject({ budget_duration: '1h', period_start: iso(t), resets_at: iso(t + HOUR * 1000), remaining: '1.000000' });
 
     h.clock.advance(10 * 60);
     await spendOn(h, { team }, '0.6', 'gpt-4o');
-    read = await limitOf('team', team);
+    read = await h.scope('team', team);
     expect(read).toMatchObject({ spend: '0.600000' });
     expect(read.models['gpt-4o']).toMatchObject({ spend: '0.600000', remaining: '0.400000' });
     const refused = await h.service('POST', '/v1/reservations', { scopes: { team }, model: 'gpt-4o', estimate: { cost: '0.5' } });
@@ -251,7 +246,7 @@ describe.each(backends)('budget periods (%s)', (backend) => {
     expect(refused.headers.get('retry-after')).toBe(String(50 * 60));
 
     h.clock.advance(50 * 60);
-    read = await limitOf('team', team);
+    read = await h.scope('team', team);
     expect(read).toMatchObject({ spend: '0.000000', period_start: iso(t + HOUR * 1000) });
     expect(read.models['gpt-4o']).toMatchObject({ spend: '0.000000', period_start: iso(t + HOUR * 1000), resets_at: iso(t + 2 * HOUR * 1000), remaining: '1.000000' });
     const held = await h.service('POST', '/v1/reservations', { scopes: { team }, model: 'gpt-4o', estimate: { cost: '0.5' } });
@@ -261,7 +256,7 @@ describe.each(backends)('budget periods (%s)', (backend) => {
 
     // Changing the scope's duration changes the model limit's with it.
     await h.admin('PUT', `/v1/limits/team/${team}`, { budget_duration: '7d' });
-    read = await limitOf('team', team);
+    read = await h.scope('team', team);
     expect(read.models['gpt-4o']).toMatchObject({ budget_duration: '7d', period_start: iso(t + HOUR * 1000), resets_at: iso(t + HOUR * 1000 + 7 * DAY * 1000) });
   });
 

@@ -31,6 +31,8 @@ export interface Harness {
   as(role: Role): Caller;
   admin: Caller;
   service: Caller;
+  /** GET /v1/limits/{kind}/{id}, asserting 200: the scope's limit and live usage. */
+  scope(kind: string, id: string): Promise<Reply['body']>;
   /** GET /v1/audit, asserting that every counter equals the ledger. */
   expectAuditOk(): Promise<void>;
   close(): Promise<void>;
@@ -91,6 +93,11 @@ export async function startHarness(backend: Backend, options: HarnessOptions = {
     as,
     admin,
     service: as('service'),
+    async scope(kind, id) {
+      const reply = await as('service')('GET', `/v1/limits/${encodeURIComponent(kind)}/${encodeURIComponent(id)}`);
+      expect(reply.status).toBe(200);
+      return reply.body;
+    },
     async expectAuditOk() {
       const audit = await admin('GET', '/v1/audit');
       expect(audit.status).toBe(200);
