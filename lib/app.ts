@@ -1,16 +1,17 @@
-import { OpenAPIHono } from '@hono/zod-openapi';
+import { OpenAPIHono, type z } from '@hono/zod-openapi';
 import { swaggerUI } from '@hono/swagger-ui';
 import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
+import { getPath } from 'hono/utils/url';
 import type { App, AppEnv } from './app-env.ts';
 import { authenticate } from './auth.ts';
 import { type Clock, databaseClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { DatabaseUnavailable, type Queryable } from './db.ts';
-import { ApiError, errorResponse } from './errors.ts';
+import { ApiError, errorResponse, type FieldIssue } from './errors.ts';
 import { exactJsonNumbers } from './exact-json.ts';
 import { createLedger } from './ledger.ts';
 import * as health from './routes/health.ts';
@@ -43,13 +44,9 @@ export function createApp(deps: AppDeps): App {
   const ledger = createLedger(deps.db, deps.clock ?? databaseClock);
   const logError = deps.logError ?? ((message, error) => console.error(message, error));
   const app: App = new OpenAPIHono<AppEnv>({
+    getPath: modelNamesWithSlashes,
     defaultHook: (result) => {
-      if (!result.success) {
-        throw ApiError.invalid(result.error.issues.map((issue) => ({
-          path: issue.path.map(String).join('.'),
-          message: issue.message,
-        })));
-      }
+      if (!result.success) throw ApiError.invalid(result.error.issues.flatMap(fieldIssues));
     },
   });
 
@@ -62,12 +59,19 @@ export function createApp(deps: AppDeps): App {
   const tooLarge = (limit: number) => () => {
     throw ApiError.invalid([{ path: '', message: `the body is larger than ${limit} bytes` }]);
   };
-  const bodyLimits: Record<string, MiddlewareHandler> = {
-    default: bodyLimit({ maxSize: deps.config.bodyLimit, onError: tooLarge(deps.config.bodyLimit) }),
-    import: bodyLimit({ maxSize: deps.config.importBodyLimit, onError: tooLarge(deps.config.importBodyLimit) }),
+  const limited = (maxSize: number): MiddlewareHandler => bodyLimit({ maxSize, onError: tooLarge(maxSize) });
+  const bodyLimits = {
+    default: limited(deps.config.bodyLimit),
+    // A reserve carries the model request it estimates, images and all.
+    reserve: limited(deps.config.reserveBodyLimit),
+    import: limited(deps.config.importBodyLimit),
   };
   app.use('/v1/*', authenticate(deps.config.tokens));
-  app.use('/v1/*', (c, next) => (c.req.path === '/v1/models/import' ? bodyLimits.import : bodyLimits.default)!(c, next));
+  app.use('/v1/*', (c, next) => {
+    const path = c.req.path;
+    const limit = path === '/v1/reservations' ? bodyLimits.reserve : path === '/v1/models/import' ? bodyLimits.import : bodyLimits.default;
+    return limit(c, next);
+  });
   app.use('/v1/*', exactJsonNumbers);
 
   for (const route of [
@@ -91,6 +95,23 @@ export function createApp(deps: AppDeps): App {
   app.notFound((c) => errorResponse(c, new ApiError('not_found', `No route ${c.req.method} ${c.req.path}.`)));
   app.onError((error, c) => errorResponseFor(c, error, logError));
   return app;
+}
+
+/** A zod issue as field issues: an unknown key becomes one issue naming that key. */
+function fieldIssues(issue: z.core.$ZodIssue): FieldIssue[] {
+  const path = issue.path.map(String);
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => ({ path: [...path, key].join('.'), message: 'unknown field; check its spelling against the API' }));
+  }
+  return [{ path: path.join('.'), message: issue.message }];
+}
+
+/** Model names may hold slashes (`openai/gpt-4o`): `/v1/models/openai/gpt-4o` routes as the one name, as if the
+ * slashes were percent-encoded. */
+function modelNamesWithSlashes(request: Request): string {
+  const path = getPath(request);
+  const name = /^\/v1\/models\/(.+)$/.exec(path)?.[1];
+  return name?.includes('/') ? `/v1/models/${name.replaceAll('/', '%2F')}` : path;
 }
 
 function errorResponseFor(c: Context, error: unknown, logError: NonNullable<AppDeps['logError']>): Response {

@@ -9,8 +9,10 @@ export interface Config {
   generatedTokens: Role[];
   /** The hold for a model missing from the price table (a decimal), or null to reject such requests. */
   unknownModelHold: string | null;
-  /** Largest request body accepted, in bytes; the price-table import gets importBodyLimit. */
+  /** Largest request body accepted, in bytes: a reserve (which carries the model request) and the price-table
+   * import get their own. */
   bodyLimit: number;
+  reserveBodyLimit: number;
   importBodyLimit: number;
 }
 
@@ -62,6 +64,7 @@ export function loadConfig(env: Env, options: { allowGeneratedTokens: boolean })
     generatedTokens,
     unknownModelHold,
     bodyLimit: 1024 * 1024,
+    reserveBodyLimit: 32 * 1024 * 1024,
     importBodyLimit: 16 * 1024 * 1024,
   };
 }

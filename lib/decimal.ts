@@ -14,7 +14,7 @@ export type DecimalResult = { ok: true; value: string } | { ok: false; message: 
 
 /** Parses "12.50", "1e-7", "-0.3" into plain decimal text ("12.5", "0.0000001", "-0.3"). */
 export function parseDecimal(input: string): DecimalResult {
-  const match = decimalPattern.exec(input.trim());
+  const match = decimalPattern.exec(input);
   if (!match || (match[2] === undefined && !match[3])) {
     return { ok: false, message: `"${input}" is not a decimal number` };
   }

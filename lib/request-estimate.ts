@@ -14,7 +14,8 @@ export interface RequestEstimate {
   unsized_parts: number;
   /** The largest of max_tokens, max_completion_tokens, max_output_tokens when any is given (a positive integer), else null. */
   max_output_tokens: number | null;
-  /** Completions requested: the larger of `n` and `best_of` when given (positive integers), else 1. */
+  /** Completions requested: the larger of `n` and `best_of` when given (positive integers), else 1; times the
+   * number of prompts when a completions request sends several. */
   n: number;
   /** Requested image size "WIDTHxHEIGHT" for image generation (`size` field, when it matches /^\d+x\d+$/), else null. */
   size: string | null;
@@ -70,9 +71,15 @@ export function estimateRequest(request: Record<string, unknown>): RequestEstima
     input_tokens: total.tokens,
     unsized_parts: total.unsized_parts,
     max_output_tokens: largestPositiveInteger(OUTPUT_LIMIT_FIELDS.map((field) => request[field])),
-    n: largestPositiveInteger([request.n, request.best_of]) ?? 1,
+    n: (largestPositiveInteger([request.n, request.best_of]) ?? 1) * promptCount(request.prompt),
     size: imageSize(request.size),
   };
+}
+
+// A completions request with several prompts gets n completions for each of them.
+function promptCount(prompt: unknown): number {
+  if (!Array.isArray(prompt) || prompt.length === 0) return 1;
+  return prompt.every((p) => typeof p === 'string' || Array.isArray(p)) ? prompt.length : 1;
 }
 
 function addCounts(a: InputCount, b: InputCount): InputCount {

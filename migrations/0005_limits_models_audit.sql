@@ -1,5 +1,37 @@
 -- Limits, the price table and the audit.
 
+-- The counter of a scope no reservation has charged yet.
+create function spendgate.zero_counter(p_kind text, p_id text, p_model text, p_at timestamptz)
+returns spendgate.counters language sql immutable as $$
+  select row(p_kind, p_id, p_model, null, 0, 0, 0, null, 0, 0, 0, 0, p_at)::spendgate.counters
+$$;
+
+-- A counter as it will be once its stale holds are expired: reads show live usage even before a sweeper or the
+-- next reserve on the scope has written the expiry.
+create function spendgate.live(c spendgate.counters, l spendgate.scope_limit, p_at timestamptz)
+returns spendgate.counters language plpgsql stable as $$
+declare
+  r record;
+begin
+  c := spendgate.rolled(c, l, p_at);
+  for r in
+    select h.reserved_cost, h.reserved_tokens, h.window_start
+      from spendgate.reservations h
+      join spendgate.reservation_counters rc on rc.reservation_id = h.id
+     where h.status = 'held' and h.expires_at <= p_at
+       and rc.kind = c.kind and rc.id = c.id and rc.model = c.model
+  loop
+    c.reserved := c.reserved - r.reserved_cost;
+    c.in_flight := c.in_flight - 1;
+    if r.window_start = c.window_start then
+      c.tokens_cur := greatest(0, c.tokens_cur - r.reserved_tokens);
+    elsif r.window_start = c.window_start - make_interval(secs => spendgate.rate_window()) then
+      c.tokens_prev := greatest(0, c.tokens_prev - r.reserved_tokens);
+    end if;
+  end loop;
+  return c;
+end $$;
+
 -- One scope's limit and live usage, with its model limits; null for a scope never limited nor named.
 create function spendgate.limit_json(p_kind text, p_id text, p_at timestamptz) returns jsonb
 language sql stable as $$
@@ -7,19 +39,19 @@ language sql stable as $$
     select * from spendgate.limits where kind = p_kind and id = p_id and model = ''
   ), counter as (
     select c from spendgate.counters c where kind = p_kind and id = p_id and model = ''
-  ), zero as (
-    select row(p_kind, p_id, '', null, 0, 0, 0, null, 0, 0, 0, 0, p_at)::spendgate.counters as c
   )
   select case when not exists (select from spendgate.limits where kind = p_kind and id = p_id)
                    and not exists (select from counter) then null
   else jsonb_build_object('kind', p_kind, 'id', p_id)
-       || spendgate.usage_json(coalesce((select c from counter), (select c from zero)),
+       || spendgate.usage_json(spendgate.live(coalesce((select c from counter), spendgate.zero_counter(p_kind, p_id, '', p_at)),
+                                              spendgate.effective_limit(p_kind, p_id, ''), p_at),
                                spendgate.effective_limit(p_kind, p_id, ''), p_at)
        || jsonb_build_object(
             'models', (select coalesce(jsonb_object_agg(l.model, spendgate.usage_json(
-                                 coalesce((select c from spendgate.counters c
-                                            where c.kind = p_kind and c.id = p_id and c.model = l.model),
-                                          (select c from zero)),
+                                 spendgate.live(coalesce((select c from spendgate.counters c
+                                                           where c.kind = p_kind and c.id = p_id and c.model = l.model),
+                                                         spendgate.zero_counter(p_kind, p_id, l.model, p_at)),
+                                                spendgate.effective_limit(p_kind, p_id, l.model), p_at),
                                  spendgate.effective_limit(p_kind, p_id, l.model), p_at)), '{}')
                          from spendgate.limits l where l.kind = p_kind and l.id = p_id and l.model <> ''),
             'created_at', spendgate.iso((select min(created_at) from spendgate.limits where kind = p_kind and id = p_id)),
@@ -55,7 +87,10 @@ begin
         else spendgate.period_start(cur.budget_duration, cur.budget_anchor, p_at) end;
     end if;
   end if;
-  if num_nonnulls(nxt.max_budget, nxt.soft_budget, nxt.budget_duration, nxt.rpm, nxt.tpm, nxt.max_parallel) = 0 then
+  if p_model <> '' and num_nonnulls(nxt.max_budget, nxt.soft_budget, nxt.budget_duration, nxt.rpm, nxt.tpm,
+                                    nxt.max_parallel) = 0 then
+    -- A model limit with nothing left in it is gone. The scope's own row stays, fields null, so that the scope
+    -- the caller just wrote to answers GET (DELETE is how a limit goes away).
     delete from spendgate.limits where kind = p_kind and id = p_id and model = p_model;
   else
     insert into spendgate.limits values (nxt.*)
@@ -90,8 +125,7 @@ begin
       end loop;
     end if;
   end if;
-  return coalesce(spendgate.limit_json(p_kind, p_id, v_at),
-                  jsonb_build_object('kind', p_kind, 'id', p_id, 'deleted', true));
+  return spendgate.limit_json(p_kind, p_id, v_at);
 end $$;
 
 create function spendgate.get_limit(p_kind text, p_id text, p_at timestamptz default null) returns jsonb

@@ -169,6 +169,20 @@ describe.each(backends)('limits (%s)', (backend) => {
       expect(typeof read.body.error.message).toBe('string');
     });
 
+    it('a PUT that clears every field keeps the scope, with null limit fields, until DELETE', async () => {
+      const team = uniqueId('team');
+      expect((await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '5' })).status).toBe(200);
+      const cleared = await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: null });
+      expect(cleared.status).toBe(200);
+      expect(cleared.body).toMatchObject({ kind: 'team', id: team, max_budget: null, remaining: null, spend: '0.000000' });
+      expect((await h.service('GET', `/v1/limits/team/${team}`)).status).toBe(200);
+      const empty = await h.admin('PUT', `/v1/limits/team/${uniqueId('team')}`, {});
+      expect(empty.status).toBe(200);
+      expect(empty.body.max_budget).toBeNull();
+      expect((await h.admin('DELETE', `/v1/limits/team/${team}`)).status).toBe(200);
+      expect((await h.service('GET', `/v1/limits/team/${team}`)).status).toBe(404);
+    });
+
     it('400 with the field path for a malformed kind', async () => {
       const read = await h.service('GET', `/v1/limits/Team-1/${uniqueId('x')}`);
       expect(read.status).toBe(400);

@@ -124,6 +124,19 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
       expect((await reserve(`other/${base}`, { messages: HI, max_tokens: 10 })).body.reserved_cost).toBe('0.010000');
       expect((await reserve(base, { messages: HI, max_tokens: 10 })).body.reserved_cost).toBe('0.010000');
     });
+
+    it('a name with slashes may be written in the path as it is, unencoded', async () => {
+      const name = `${uniqueId('prov')}/family/model`;
+      const put = await h.admin('PUT', `/v1/models/${name}`, { mode: 'chat', input_cost_per_token: '0.000001', output_cost_per_token: '0.000002' });
+      expect(put.status).toBe(200);
+      expect(put.body.name).toBe(name);
+      const plain = await h.service('GET', `/v1/models/${name}`);
+      const encoded = await h.service('GET', `/v1/models/${encodeURIComponent(name)}`);
+      expect(plain.status).toBe(200);
+      expect(plain.body).toEqual(encoded.body);
+      expect(plain.body.output_cost_per_token).toBe('0.000002');
+      expect((await h.service('GET', '/v1/models/openai/gpt-4o')).body.name).toBe('gpt-4o');
+    });
   });
 
   describe('reserve estimates', () => {

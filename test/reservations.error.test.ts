@@ -795,4 +795,43 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
       expect(held.body.estimate.output_tokens_cap).toBeUndefined();
     });
   });
+
+  describe('unknown fields', () => {
+    it('are refused with one issue naming each, and change nothing', async () => {
+      const key = uniqueId('key');
+      const reserve = await h.service('POST', '/v1/reservations', { scopes: { key }, estimate: { cost: '0.1' }, idempotencyKey: 'x', ttl: 5 });
+      expect(reserve.status).toBe(400);
+      expect(reserve.body.error.type).toBe('invalid_request');
+      expect(reserve.body.error.issues.map((i: { path: string }) => i.path).sort()).toEqual(['idempotencyKey', 'ttl']);
+      expect((await h.service('GET', `/v1/limits/key/${key}`)).status).toBe(404);
+
+      const estimate = await h.service('POST', '/v1/reservations', { scopes: { key }, estimate: { cost: '0.1', tokenz: 3 } });
+      expect(estimate.body.error.issues).toEqual([expect.objectContaining({ path: 'estimate.tokenz' })]);
+
+      const held = await h.service('POST', '/v1/reservations', { scopes: { key }, estimate: { cost: '0.1' } });
+      expect(held.status).toBe(201);
+      const extend = await h.service('POST', `/v1/reservations/${held.body.id}/extend`, { ttl: 5000 });
+      expect(extend.status).toBe(400);
+      expect(extend.body.error.issues[0].path).toBe('ttl');
+      const settle = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { cost: '0.1', usagee: {} });
+      expect(settle.status).toBe(400);
+      expect(settle.body.error.issues[0].path).toBe('usagee');
+      expect((await h.service('GET', `/v1/reservations/${held.body.id}`)).body.status).toBe('held');
+      await h.service('POST', `/v1/reservations/${held.body.id}/release`);
+
+      const team = uniqueId('team');
+      const limit = await h.admin('PUT', `/v1/limits/team/${team}`, { max_bugdet: '7', models: { 'gpt-4o': { rpmm: 1 } } });
+      expect(limit.status).toBe(400);
+      expect(limit.body.error.issues.map((i: { path: string }) => i.path).sort()).toEqual(['max_bugdet', 'models.gpt-4o.rpmm']);
+      expect((await h.service('GET', `/v1/limits/team/${team}`)).status).toBe(404);
+    });
+
+    it('inside the model request and the provider usage are the provider\'s own, and pass', async () => {
+      const key = uniqueId('key');
+      const held = await h.service('POST', '/v1/reservations', { scopes: { key }, model: 'gpt-4o', request: { messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, temperature: 0.2, stream: true } });
+      expect(held.status).toBe(201);
+      const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { usage: { prompt_tokens: 9, completion_tokens: 5, total_tokens: 14, some_new_field: 1 } });
+      expect(settled.status).toBe(200);
+    });
+  });
 });

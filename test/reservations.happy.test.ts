@@ -139,4 +139,19 @@ describe.each(backends)('reservations, happy paths (%s)', (backend) => {
       expect((await h.service('GET', `/v1/limits/tag/${id}`)).body).toMatchObject({ reserved: '0.700000', max_budget: null, remaining: null });
     }
   });
+
+  it('reads show live usage: a hold past its expiry no longer counts, even before any sweep', async () => {
+    const team = uniqueId('team');
+    await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '1', tpm: 1000 });
+    const held = await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '0.3', tokens: 200 }, ttl_seconds: 10 });
+    expect(held.status).toBe(201);
+    expect(await h.scope('team', team)).toMatchObject({ reserved: '0.300000', remaining: '0.700000', in_flight: 1, tokens_in_window: 200 });
+    h.clock.advance(11);
+    expect(await h.scope('team', team)).toMatchObject({ reserved: '0.000000', remaining: '1.000000', in_flight: 0 });
+    const list = await h.service('GET', `/v1/limits?kind=team&limit=1000`);
+    expect(list.body.data.find((s: { id: string }) => s.id === team)).toMatchObject({ reserved: '0.000000', in_flight: 0 });
+    // The ledger itself still says held until something writes the expiry; the audit compares stored counters.
+    await h.admin('POST', '/v1/sweep');
+    expect(await h.scope('team', team)).toMatchObject({ reserved: '0.000000', in_flight: 0 });
+  });
 });

@@ -19,10 +19,10 @@ const LimitFields = {
 };
 
 export const LimitBody = z
-  .object({
+  .strictObject({
     ...LimitFields,
     models: z
-      .record(z.string().min(1).max(256), z.object(LimitFields).nullable())
+      .record(z.string().min(1).max(256), z.strictObject(LimitFields).nullable())
       .nullable()
       .optional()
       .openapi({ description: 'Limits on this scope\'s use of one model; null removes one (or, for the whole map, all).' }),

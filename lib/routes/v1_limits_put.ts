@@ -1,10 +1,8 @@
-import { createRoute, z } from '@hono/zod-openapi';
+import { createRoute } from '@hono/zod-openapi';
 import type { App } from '../app-env.ts';
 import { allow } from '../auth.ts';
 import { errorResponses } from '../schemas.ts';
 import { Limit, LimitBody, ScopeParams } from './limit-schemas.ts';
-
-const Deleted = z.object({ kind: z.string(), id: z.string(), deleted: z.literal(true) });
 
 export const route = createRoute({
   method: 'put',
@@ -20,7 +18,7 @@ export const route = createRoute({
     body: { content: { 'application/json': { schema: LimitBody } }, required: true },
   },
   responses: {
-    200: { description: 'The limit and its usage', content: { 'application/json': { schema: z.union([Limit, Deleted]) } } },
+    200: { description: 'The limit and its usage', content: { 'application/json': { schema: Limit } } },
     ...errorResponses(400, 401, 403, 503),
   },
 });
@@ -28,7 +26,6 @@ export const route = createRoute({
 export function register(app: App) {
   app.openapi(route, async (c) => {
     const { kind, id } = c.req.valid('param');
-    const result = await c.var.ledger.putLimit(kind, id, c.req.valid('json'));
-    return c.json('deleted' in result ? Deleted.parse(result) : Limit.parse(result), 200);
+    return c.json(Limit.parse(await c.var.ledger.putLimit(kind, id, c.req.valid('json'))), 200);
   });
 }

@@ -10,8 +10,9 @@ import { Amount, errorResponses, replayedHeader, Reservation, ScopeUsage, Scopes
 
 const OutputTokens = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).nullable().optional();
 
+// Unknown fields are refused, not ignored: a misspelt idempotency_key would otherwise hold twice on a retry.
 const ReserveBody = z
-  .object({
+  .strictObject({
     scopes: Scopes,
     model: z.string().min(1).max(256).optional().openapi({ example: 'gpt-4o' }),
     request: z
@@ -27,7 +28,7 @@ const ReserveBody = z
         description: 'The OpenAI-shaped body about to be sent; read to estimate, never stored.',
         example: { messages: [{ role: 'user', content: 'hi' }], max_tokens: 256 },
       }),
-    estimate: z.object({ cost: Amount.optional(), tokens: TokenCount.optional() }).optional(),
+    estimate: z.strictObject({ cost: Amount.optional(), tokens: TokenCount.optional() }).optional(),
     ttl_seconds: TtlSeconds.default(600),
     idempotency_key: z.string().min(1).max(256).optional(),
   })

@@ -3,7 +3,7 @@ import type { App } from '../app-env.ts';
 import { allow } from '../auth.ts';
 import { errorResponses, Reservation, ReservationId, TtlSeconds } from '../schemas.ts';
 
-const ExtendBody = z.object({ ttl_seconds: TtlSeconds.default(600) }).openapi('ExtendRequest');
+const ExtendBody = z.strictObject({ ttl_seconds: TtlSeconds.default(600) }).openapi('ExtendRequest');
 
 export const route = createRoute({
   method: 'post',

@@ -7,7 +7,7 @@ import { normalizeUsage, totalTokens } from '../provider-usage.ts';
 import { Amount, errorResponses, Money, replayedHeader, Reservation, ReservationId } from '../schemas.ts';
 
 const SettleBody = z
-  .object({
+  .strictObject({
     usage: z.record(z.string(), z.unknown()).optional().openapi({
       description: "The provider's usage object as returned (OpenAI, OpenAI Responses, Anthropic or Gemini).",
       example: { prompt_tokens: 1200, completion_tokens: 300, prompt_tokens_details: { cached_tokens: 1000 } },

@@ -350,3 +350,13 @@ describe('estimateRequest: odd shapes', () => {
     expect(estimateRequest({ tools: undefined, response_format: undefined }).input_tokens).toBe(0);
   });
 });
+
+describe('several prompts', () => {
+  it('a completions request with several prompts gets n completions for each', () => {
+    expect(estimateRequest({ prompt: ['a', 'b'], max_tokens: 3 }).n).toBe(2);
+    expect(estimateRequest({ prompt: [[1, 2], [3]], n: 2 }).n).toBe(4);
+    expect(estimateRequest({ prompt: 'one', n: 3 }).n).toBe(3);
+    // An array of token ids is one prompt.
+    expect(estimateRequest({ prompt: [1, 2, 3] }).n).toBe(1);
+  });
+});
