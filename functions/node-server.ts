@@ -21,8 +21,14 @@ try {
 }
 
 const { db, description } = await openDatabase(env);
-const applied = await migrate(db, readMigrations());
-if (applied.length > 0) console.log(`spendgate: applied migrations ${applied.join(', ')}`);
+try {
+  const applied = await migrate(db, readMigrations());
+  if (applied.length > 0) console.log(`spendgate: applied migrations ${applied.join(', ')}`);
+} catch (error) {
+  console.error(`spendgate: cannot migrate ${description}: ${error instanceof Error ? error.message : String(error)}`);
+  await db.close().catch(() => {});
+  process.exit(1);
+}
 
 const app = createApp({ db, config });
 const server = serve({ fetch: app.fetch, hostname, port }, (info) => {
