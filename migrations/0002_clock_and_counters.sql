@@ -112,15 +112,17 @@ $$;
 
 -- The limit that applies to one counter: a model limit takes the scope's budget_duration unless it has its own.
 create function spendgate.effective_limit(p_kind text, p_id text, p_model text) returns spendgate.scope_limit
-language sql stable as $$
-  select row(l.max_budget, l.soft_budget,
-             coalesce(l.budget_duration, s.budget_duration),
-             case when l.budget_duration is not null then l.budget_anchor else s.budget_anchor end,
-             l.rpm, l.tpm, l.max_parallel)::spendgate.scope_limit
-  from (select) one
-  left join spendgate.limits l on l.kind = p_kind and l.id = p_id and l.model = p_model
-  left join spendgate.limits s on p_model <> '' and s.kind = p_kind and s.id = p_id and s.model = ''
-$$;
+language plpgsql stable as $$
+begin
+  return (
+    select row(l.max_budget, l.soft_budget,
+               coalesce(l.budget_duration, s.budget_duration),
+               case when l.budget_duration is not null then l.budget_anchor else s.budget_anchor end,
+               l.rpm, l.tpm, l.max_parallel)::spendgate.scope_limit
+    from (select) one
+    left join spendgate.limits l on l.kind = p_kind and l.id = p_id and l.model = p_model
+    left join spendgate.limits s on p_model <> '' and s.kind = p_kind and s.id = p_id and s.model = '');
+end $$;
 
 -- A counter as it stands at p_at: spend restarts when a new budget period has begun, and the rate windows slide.
 -- Pure, so reads show the same numbers that the next write will store.
@@ -176,11 +178,13 @@ end $$;
 -- Distinct keys in the one global lock order. Every call that locks counters locks them in this order, so calls
 -- with overlapping scope sets wait for each other but never deadlock.
 create function spendgate.sorted_keys(p_keys spendgate.counter_key[]) returns spendgate.counter_key[]
-language sql immutable as $$
-  select coalesce(array_agg(row(kind, id, model)::spendgate.counter_key
-                            order by kind collate "C", id collate "C", model collate "C"), '{}')
-  from (select distinct k.kind, k.id, k.model from unnest(p_keys) k) t
-$$;
+language plpgsql immutable as $$
+begin
+  return (
+    select coalesce(array_agg(row(kind, id, model)::spendgate.counter_key
+                              order by kind collate "C", id collate "C", model collate "C"), '{}')
+    from (select distinct k.kind, k.id, k.model from unnest(p_keys) k) t);
+end $$;
 
 -- Locks the counters, creating those never seen before, and returns the keys it created. Keys must come from
 -- sorted_keys().

@@ -135,11 +135,13 @@ begin
 end $$;
 
 create function spendgate.reservation_keys(p_id uuid) returns spendgate.counter_key[]
-language sql stable as $$
-  select spendgate.sorted_keys(array(
-    select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
-      from spendgate.reservation_counters rc where rc.reservation_id = p_id))
-$$;
+language plpgsql stable as $$
+begin
+  return (
+    select spendgate.sorted_keys(array(
+      select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
+        from spendgate.reservation_counters rc where rc.reservation_id = p_id)));
+end $$;
 
 -- Applies a hold's end (or a late charge) to every counter it charged. The counters must already be locked.
 create function spendgate.charge_counters(r spendgate.reservations, p_at timestamptz, d_spend numeric,
@@ -232,67 +234,75 @@ end $$;
 -- The first limit among these counters that the hold would break; null when it fits everywhere.
 create function spendgate.first_refusal(p_keys spendgate.counter_key[], p_cost numeric, p_tokens bigint,
                                         p_at timestamptz)
-returns jsonb language sql stable as $$
-  select refusal from (
-    select k.ord, spendgate.refusal(c, spendgate.effective_limit(c.kind, c.id, c.model), p_cost, p_tokens, p_at)
-      from unnest(p_keys) with ordinality k(kind, id, model, ord)
-      join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model) checked(ord, refusal)
-   where refusal is not null
-   order by ord
-   limit 1
-$$;
+returns jsonb language plpgsql stable as $$
+begin
+  return (
+    select refusal from (
+      select k.ord, spendgate.refusal(c, spendgate.effective_limit(c.kind, c.id, c.model), p_cost, p_tokens, p_at)
+        from unnest(p_keys) with ordinality k(kind, id, model, ord)
+        join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model) checked(ord, refusal)
+     where refusal is not null
+     order by ord
+     limit 1);
+end $$;
 
 -- Each named scope with its limit and usage; a model limit that applies shows under its scope as model_limit.
 create function spendgate.scopes_json(p_keys spendgate.counter_key[], p_at timestamptz) returns jsonb
-language sql stable as $$
-  select coalesce(jsonb_agg(
-           jsonb_build_object('kind', c.kind, 'id', c.id)
-           || spendgate.usage_json(c, spendgate.effective_limit(c.kind, c.id, ''), p_at)
-           || coalesce((select jsonb_build_object('model_limit', jsonb_build_object('model', m.model)
-                                || spendgate.usage_json(m, spendgate.effective_limit(m.kind, m.id, m.model), p_at))
-                          from spendgate.counters m join unnest(p_keys) mk
-                            on m.kind = mk.kind and m.id = mk.id and m.model = mk.model
-                         where m.kind = c.kind and m.id = c.id and m.model <> '' limit 1), '{}')
-           order by k.ord), '[]')
-    from unnest(p_keys) with ordinality k(kind, id, model, ord)
-    join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model
-   where k.model = ''
-$$;
+language plpgsql stable as $$
+begin
+  return (
+    select coalesce(jsonb_agg(
+             jsonb_build_object('kind', c.kind, 'id', c.id)
+             || spendgate.usage_json(c, spendgate.effective_limit(c.kind, c.id, ''), p_at)
+             || coalesce((select jsonb_build_object('model_limit', jsonb_build_object('model', m.model)
+                                  || spendgate.usage_json(m, spendgate.effective_limit(m.kind, m.id, m.model), p_at))
+                            from spendgate.counters m join unnest(p_keys) mk
+                              on m.kind = mk.kind and m.id = mk.id and m.model = mk.model
+                           where m.kind = c.kind and m.id = c.id and m.model <> '' limit 1), '{}')
+             order by k.ord), '[]')
+      from unnest(p_keys) with ordinality k(kind, id, model, ord)
+      join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model
+     where k.model = '');
+end $$;
 
 -- The price fields of an entry, as decimal strings.
 create function spendgate.model_prices(p_entry jsonb) returns jsonb
-language sql immutable as $$
-  select case when p_entry is null then null else coalesce(
-    (select jsonb_object_agg(key, case when jsonb_typeof(value) = 'number' and key like '%cost%'
-                                       then to_jsonb(trim_scale(value::text::numeric)::text) else value end)
-       from jsonb_each(p_entry)), '{}') end
-$$;
+language plpgsql immutable as $$
+begin
+  return (
+    select case when p_entry is null then null else coalesce(
+      (select jsonb_object_agg(key, case when jsonb_typeof(value) = 'number' and key like '%cost%'
+                                         then to_jsonb(trim_scale(value::text::numeric)::text) else value end)
+         from jsonb_each(p_entry)), '{}') end);
+end $$;
 
 -- A reservation as callers see it.
 create function spendgate.reservation_json(r spendgate.reservations, p_at timestamptz) returns jsonb
-language sql stable as $$
-  select jsonb_build_object(
-    'id', r.id,
-    'status', case when r.status = 'held' and r.expires_at <= p_at then 'expired' else r.status end,
-    'model', r.model,
-    'reserved_cost', spendgate.money(r.reserved_cost),
-    'reserved_tokens', r.reserved_tokens,
-    'actual_cost', spendgate.money(r.actual_cost),
-    'actual_tokens', r.actual_tokens,
-    'cost_source', r.cost_source,
-    'usage', r.usage,
-    'estimate', r.estimate,
-    'idempotency_key', r.idempotency_key,
-    'created_at', spendgate.iso(r.created_at),
-    'expires_at', spendgate.iso(r.expires_at),
-    'settled_at', spendgate.iso(r.settled_at),
-    'released_at', spendgate.iso(r.released_at),
-    'expired_at', spendgate.iso(r.expired_at),
-    'scopes', (select coalesce(jsonb_agg(jsonb_build_object('kind', rc.kind, 'id', rc.id)
-                                         order by rc.kind collate "C", rc.id collate "C"), '[]')
-                 from spendgate.reservation_counters rc where rc.reservation_id = r.id and rc.model = ''),
-    'price', spendgate.model_prices(r.model_entry))
-$$;
+language plpgsql stable as $$
+begin
+  return (
+    select jsonb_build_object(
+      'id', r.id,
+      'status', case when r.status = 'held' and r.expires_at <= p_at then 'expired' else r.status end,
+      'model', r.model,
+      'reserved_cost', spendgate.money(r.reserved_cost),
+      'reserved_tokens', r.reserved_tokens,
+      'actual_cost', spendgate.money(r.actual_cost),
+      'actual_tokens', r.actual_tokens,
+      'cost_source', r.cost_source,
+      'usage', r.usage,
+      'estimate', r.estimate,
+      'idempotency_key', r.idempotency_key,
+      'created_at', spendgate.iso(r.created_at),
+      'expires_at', spendgate.iso(r.expires_at),
+      'settled_at', spendgate.iso(r.settled_at),
+      'released_at', spendgate.iso(r.released_at),
+      'expired_at', spendgate.iso(r.expired_at),
+      'scopes', (select coalesce(jsonb_agg(jsonb_build_object('kind', rc.kind, 'id', rc.id)
+                                           order by rc.kind collate "C", rc.id collate "C"), '[]')
+                   from spendgate.reservation_counters rc where rc.reservation_id = r.id and rc.model = ''),
+      'price', spendgate.model_prices(r.model_entry)));
+end $$;
 
 -- Reserve: p = {scopes: [{kind, id}], model, request_estimate, caller_estimate, ttl_seconds, idempotency_key,
 -- request_hash, fallback_hold}. Checks and charges every counter all or nothing.
@@ -486,13 +496,15 @@ begin
 end $$;
 
 create function spendgate.settle_json(r spendgate.reservations, p_at timestamptz) returns jsonb
-language sql stable as $$
-  select spendgate.reservation_json(r, p_at) || jsonb_build_object(
-    'late', r.expired_at is not null,
-    -- What this settle gave back: the unused part of a live hold; nothing for a late settle.
-    'released_cost', spendgate.money(case when r.expired_at is not null then 0
-                                          else greatest(r.reserved_cost - r.actual_cost, 0) end))
-$$;
+language plpgsql stable as $$
+begin
+  return (
+    select spendgate.reservation_json(r, p_at) || jsonb_build_object(
+      'late', r.expired_at is not null,
+      -- What this settle gave back: the unused part of a live hold; nothing for a late settle.
+      'released_cost', spendgate.money(case when r.expired_at is not null then 0
+                                            else greatest(r.reserved_cost - r.actual_cost, 0) end)));
+end $$;
 
 -- Release: the call failed or was cancelled. Idempotent; an expired hold is already back, so that is fine too.
 create function spendgate.release(p_id uuid, p_at timestamptz default null) returns jsonb
@@ -544,11 +556,13 @@ begin
 end $$;
 
 create function spendgate.get_reservation(p_id uuid, p_at timestamptz default null) returns jsonb
-language sql stable as $$
-  select coalesce((select spendgate.reservation_json(r, spendgate.clock(p_at))
-                     from spendgate.reservations r where r.id = p_id),
-                  spendgate.error('not_found', format('No reservation %s.', p_id)))
-$$;
+language plpgsql stable as $$
+begin
+  return (
+    select coalesce((select spendgate.reservation_json(r, spendgate.clock(p_at))
+                       from spendgate.reservations r where r.id = p_id),
+                    spendgate.error('not_found', format('No reservation %s.', p_id))));
+end $$;
 
 -- Sweep: expires up to p_batch held reservations past expires_at. Rows another sweeper (or a settle) holds are
 -- skipped, so many sweepers at once divide the work; their counters are locked in the global order.

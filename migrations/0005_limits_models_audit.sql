@@ -34,30 +34,30 @@ end $$;
 
 -- One scope's limit and live usage, with its model limits; null for a scope never limited nor named.
 create function spendgate.limit_json(p_kind text, p_id text, p_at timestamptz) returns jsonb
-language sql stable as $$
-  with scope_limit as (
-    select * from spendgate.limits where kind = p_kind and id = p_id and model = ''
-  ), counter as (
-    select c from spendgate.counters c where kind = p_kind and id = p_id and model = ''
-  )
-  select case when not exists (select from spendgate.limits where kind = p_kind and id = p_id)
-                   and not exists (select from counter) then null
-  else jsonb_build_object('kind', p_kind, 'id', p_id)
-       || spendgate.usage_json(spendgate.live(coalesce((select c from counter), spendgate.zero_counter(p_kind, p_id, '', p_at)),
-                                              spendgate.effective_limit(p_kind, p_id, ''), p_at),
-                               spendgate.effective_limit(p_kind, p_id, ''), p_at)
-       || jsonb_build_object(
-            'models', (select coalesce(jsonb_object_agg(l.model, spendgate.usage_json(
-                                 spendgate.live(coalesce((select c from spendgate.counters c
-                                                           where c.kind = p_kind and c.id = p_id and c.model = l.model),
-                                                         spendgate.zero_counter(p_kind, p_id, l.model, p_at)),
-                                                spendgate.effective_limit(p_kind, p_id, l.model), p_at),
-                                 spendgate.effective_limit(p_kind, p_id, l.model), p_at)), '{}')
-                         from spendgate.limits l where l.kind = p_kind and l.id = p_id and l.model <> ''),
-            'created_at', spendgate.iso((select min(created_at) from spendgate.limits where kind = p_kind and id = p_id)),
-            'updated_at', spendgate.iso((select max(updated_at) from spendgate.limits where kind = p_kind and id = p_id)))
-  end
-$$;
+language plpgsql stable as $$
+begin
+  return (
+    with counter as (
+      select c from spendgate.counters c where kind = p_kind and id = p_id and model = ''
+    )
+    select case when not exists (select from spendgate.limits where kind = p_kind and id = p_id)
+                     and not exists (select from counter) then null
+    else jsonb_build_object('kind', p_kind, 'id', p_id)
+         || spendgate.usage_json(spendgate.live(coalesce((select c from counter), spendgate.zero_counter(p_kind, p_id, '', p_at)),
+                                                spendgate.effective_limit(p_kind, p_id, ''), p_at),
+                                 spendgate.effective_limit(p_kind, p_id, ''), p_at)
+         || jsonb_build_object(
+              'models', (select coalesce(jsonb_object_agg(l.model, spendgate.usage_json(
+                                   spendgate.live(coalesce((select c from spendgate.counters c
+                                                             where c.kind = p_kind and c.id = p_id and c.model = l.model),
+                                                           spendgate.zero_counter(p_kind, p_id, l.model, p_at)),
+                                                  spendgate.effective_limit(p_kind, p_id, l.model), p_at),
+                                   spendgate.effective_limit(p_kind, p_id, l.model), p_at)), '{}')
+                           from spendgate.limits l where l.kind = p_kind and l.id = p_id and l.model <> ''),
+              'created_at', spendgate.iso((select min(created_at) from spendgate.limits where kind = p_kind and id = p_id)),
+              'updated_at', spendgate.iso((select max(updated_at) from spendgate.limits where kind = p_kind and id = p_id)))
+    end);
+end $$;
 
 -- Merges one limit row: keys present in p set their field, null clears it, absent keys stay as they were.
 create function spendgate.merge_limit(p_kind text, p_id text, p_model text, p jsonb, p_at timestamptz)
@@ -129,11 +129,13 @@ begin
 end $$;
 
 create function spendgate.get_limit(p_kind text, p_id text, p_at timestamptz default null) returns jsonb
-language sql stable as $$
-  select coalesce(spendgate.limit_json(p_kind, p_id, spendgate.clock(p_at)),
-                  spendgate.error('not_found',
-                    format('No scope %s %s: it has no limit and no reservation has named it.', p_kind, p_id)))
-$$;
+language plpgsql stable as $$
+begin
+  return (
+    select coalesce(spendgate.limit_json(p_kind, p_id, spendgate.clock(p_at)),
+                    spendgate.error('not_found',
+                      format('No scope %s %s: it has no limit and no reservation has named it.', p_kind, p_id))));
+end $$;
 
 -- Every scope with a limit or a counter, in (kind, id) order after the cursor.
 create function spendgate.list_limits(p_kind text, p_after_kind text, p_after_id text, p_count integer,
@@ -193,11 +195,13 @@ language sql as $$
 $$;
 
 create function spendgate.get_model(p_name text) returns jsonb
-language sql stable as $$
-  select coalesce((select spendgate.model_json(m.name, m.entry, m.updated_at)
-                     from spendgate.models m join spendgate.find_model(p_name) f on f.name = m.name),
-                  spendgate.error('not_found', format('Model %s is not in the price table.', p_name)))
-$$;
+language plpgsql stable as $$
+begin
+  return (
+    select coalesce((select spendgate.model_json(m.name, m.entry, m.updated_at)
+                       from spendgate.models m join spendgate.find_model(p_name) f on f.name = m.name),
+                    spendgate.error('not_found', format('Model %s is not in the price table.', p_name))));
+end $$;
 
 -- POST /v1/models/import: p_entries maps names to validated entries; one statement, so all land or none.
 create function spendgate.import_models(p_entries jsonb, p_at timestamptz default null) returns integer
