@@ -127,5 +127,5 @@ function errorResponseFor(c: Context, error: unknown, logError: NonNullable<AppD
     if (error.status === 400) return errorResponse(c, ApiError.invalid([{ path: '', message: error.message }]));
   }
   logError(`unexpected error on ${c.req.method} ${c.req.path}`, error);
-  return errorResponse(c, new ApiError('internal', 'An unexpected error occurred; nothing is charged twice if you retry.'));
+  return errorResponse(c, new ApiError('internal', 'An unexpected error occurred and was logged. Retry with the same idempotency key to be safe from a second hold.'));
 }
