@@ -42,8 +42,14 @@ export function rateLimitHeaders(scopes: unknown): Record<string, string> {
     if (tightest) {
       headers[`x-ratelimit-limit-${unit}`] = String(tightest[limitKey]);
       headers[`x-ratelimit-remaining-${unit}`] = String(Math.max(0, tightest[remainingKey] ?? 0));
-      headers[`x-ratelimit-reset-${unit}`] = `${tightest[resetKey]}s`;
+      headers[`x-ratelimit-reset-${unit}`] = openAIDuration(tightest[resetKey]);
     }
   }
   return headers;
+}
+
+/** Seconds as OpenAI writes them in x-ratelimit-reset-*: "17s", "1m52s", "6m0s". */
+function openAIDuration(seconds: number): string {
+  const minutes = Math.floor(seconds / 60);
+  return minutes > 0 ? `${minutes}m${seconds % 60}s` : `${seconds}s`;
 }

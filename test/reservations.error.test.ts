@@ -554,7 +554,7 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
         expect(ok.headers.get('x-ratelimit-team-remaining-requests')).toBe(String(2 - i));
         expect(ok.headers.get('x-ratelimit-limit-requests')).toBe('3');
         expect(ok.headers.get('x-ratelimit-remaining-requests')).toBe(String(2 - i));
-        expect(ok.headers.get('x-ratelimit-reset-requests')).toBe('120s');
+        expect(ok.headers.get('x-ratelimit-reset-requests')).toBe('2m0s');
         expect(ok.headers.get('x-ratelimit-limit-tokens')).toBeNull();
       }
       h.clock.set(new Date(start + 10_000));
@@ -569,7 +569,7 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
       expect(refused.headers.get('x-ratelimit-team-remaining-requests')).toBe('0');
       expect(refused.headers.get('x-ratelimit-limit-requests')).toBe('3');
       expect(refused.headers.get('x-ratelimit-remaining-requests')).toBe('0');
-      expect(refused.headers.get('x-ratelimit-reset-requests')).toBe('110s');
+      expect(refused.headers.get('x-ratelimit-reset-requests')).toBe('1m50s');
       const after = await limitOf('team', team);
       expect(after.body).toEqual(before.body);
       expect(after.body).toMatchObject({ requests_in_window: 3, in_flight: 3 });
