@@ -322,6 +322,7 @@ declare
   v_created spendgate.counter_key[];
   v_refusal jsonb;
   v_id uuid := gen_random_uuid();
+  v_row spendgate.reservations;
 begin
   if v_key is not null then
     -- Attempts sharing a key run one after the other, so a retry racing its original replays it.
@@ -391,7 +392,8 @@ begin
                   then jsonb_build_object('output_tokens_cap', (v_hold ->> 'output_tokens_cap')::bigint)
                   else '{}' end,
           v_key, p ->> 'request_hash', spendgate.window_start(v_at), v_at,
-          v_at + make_interval(secs => (p ->> 'ttl_seconds')::integer));
+          v_at + make_interval(secs => (p ->> 'ttl_seconds')::integer))
+  returning * into v_row;
   insert into spendgate.reservation_counters (reservation_id, kind, id, model)
   select v_id, k.kind, k.id, k.model from unnest(v_keys) k;
   update spendgate.counters c
@@ -404,7 +406,7 @@ begin
     from unnest(v_keys) k
    where c.kind = k.kind and c.id = k.id and c.model = k.model;
 
-  return spendgate.reservation_json((select r from spendgate.reservations r where r.id = v_id), v_at)
+  return spendgate.reservation_json(v_row, v_at)
          || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_at));
 end $$;
 

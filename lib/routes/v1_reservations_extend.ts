@@ -25,6 +25,7 @@ export const route = createRoute({
 export function register(app: App) {
   app.openapi(route, async (c) => {
     const { id } = c.req.valid('param');
+    // The body is optional, and without one the validator hands over {} unparsed: parse it for the default.
     const { ttl_seconds } = ExtendBody.parse(c.req.valid('json'));
     return c.json(Reservation.parse(await c.var.ledger.extend(id, ttl_seconds)), 200);
   });
