@@ -1,18 +1,10 @@
-import { mkdirSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import type { Database } from '../../lib/db.ts';
-import { pgliteDatabase } from '../../lib/db/pglite.ts';
-import { postgresDatabase } from '../../lib/db/postgres.ts';
+import { openLocalDatabase } from '../local-database.ts';
 
 /** DATABASE_URL when set (postgres.js); otherwise the embedded Postgres persisted under ./.spendgate/. */
-export async function openDatabase(env: NodeJS.ProcessEnv): Promise<{ db: Database; description: string }> {
-  if (env.DATABASE_URL) {
-    const db = postgresDatabase(env.DATABASE_URL, {
-      max: env.SPENDGATE_POOL_SIZE ? Number(env.SPENDGATE_POOL_SIZE) : undefined,
-      prepare: env.SPENDGATE_PREPARE !== 'false',
-    });
-    return { db, description: `Postgres at ${new URL(env.DATABASE_URL).host}` };
-  }
-  const dataDir = env.SPENDGATE_DATA_DIR ?? '.spendgate/pgdata';
-  mkdirSync(dataDir, { recursive: true });
-  return { db: await pgliteDatabase(dataDir), description: `embedded Postgres (PGlite) in ${dataDir}` };
+export function openDatabase(env: NodeJS.ProcessEnv): Promise<{ db: Database; description: string }> {
+  return openLocalDatabase(env, async (path) => {
+    await mkdir(path, { recursive: true });
+  });
 }

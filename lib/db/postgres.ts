@@ -6,6 +6,9 @@ export interface PostgresOptions {
   max?: number;
   /** Named prepared statements; turn off behind a transaction pooler (PgBouncer, Supavisor). */
   prepare?: boolean;
+  /** Seconds an unused connection stays open. Serverless instances want it short: a frozen instance's connections
+   * still count against the server's limit. */
+  idleTimeout?: number;
 }
 
 /** The postgres.js driver, for Node, Deno and Supabase. */
@@ -14,7 +17,7 @@ export function postgresDatabase(url: string, options: PostgresOptions = {}): Da
   const sql = postgres(url, {
     max: options.max ?? 10,
     prepare,
-    idle_timeout: 20,
+    idle_timeout: options.idleTimeout ?? 20,
     connect_timeout: 5,
     onnotice: () => {},
   });

@@ -2,12 +2,9 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { App } from '../app-env.ts';
 import { allow } from '../auth.ts';
 import { errorResponses } from '../schemas.ts';
+import { sweepDue } from '../sweep.ts';
 
 const Swept = z.object({ expired: z.number(), complete: z.boolean() }).openapi('Swept');
-
-// Each batch is one transaction; a call stops after this many so that a cron invocation ends in bounded time.
-const batchSize = 1000;
-const maxBatches = 50;
 
 const definition = (method: 'get' | 'post') =>
   createRoute({
@@ -30,14 +27,6 @@ export const routes = [definition('post'), definition('get')] as const;
 
 export function register(app: App) {
   for (const route of routes) {
-    app.openapi(route, async (c) => {
-      let expired = 0;
-      for (let batch = 0; batch < maxBatches; batch++) {
-        const count = await c.var.ledger.sweepBatch(batchSize);
-        expired += count;
-        if (count < batchSize) return c.json({ expired, complete: true }, 200);
-      }
-      return c.json({ expired, complete: false }, 200);
-    });
+    app.openapi(route, async (c) => c.json(await sweepDue(c.var.ledger), 200));
   }
 }
