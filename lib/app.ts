@@ -57,7 +57,10 @@ export function createApp(deps: AppDeps): App {
     await next();
   });
   const tooLarge = (limit: number) => () => {
-    throw ApiError.invalid([{ path: '', message: `the body is larger than ${limit} bytes` }]);
+    const refused = ApiError.invalid([{ path: '', message: `the body is larger than ${limit} bytes` }]);
+    // The rest of the body is never read, so the connection cannot carry another request: say so, or a client
+    // that reuses it (keep-alive) finds it closed under its next call.
+    throw new ApiError(refused.type, refused.message, refused.details, { connection: 'close' });
   };
   const limited = (maxSize: number): MiddlewareHandler => bodyLimit({ maxSize, onError: tooLarge(maxSize) });
   const bodyLimits = {
