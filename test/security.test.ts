@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../lib/config.ts';
 import { backends } from './support/databases.ts';
 import { type Harness, type Reply, startHarness, tokens, uniqueId } from './support/harness.ts';
+import { serverRuntime } from './support/server-process.ts';
 
 type Role = 'admin' | 'service' | 'cron';
 
@@ -208,7 +209,9 @@ describe.each(backends)('security (%s)', (backend) => {
   });
 
   describe('body size', () => {
-    it('a reserve carries a large model request (2 MiB of prompt) but not one over 32 MiB', async () => {
+    // Over a socket to Node's server (TEST_SERVER=node), a refused upload this large may be cut off before the client
+    // reads the 400: @hono/node-server drains an unread body for only 500 ms. In process and under Deno it is checked.
+    it.skipIf(serverRuntime() === 'node')('a reserve carries a large model request (2 MiB of prompt) but not one over 32 MiB', async () => {
       const key = uniqueId('key');
       const large = { scopes: { key }, model: 'gpt-4o', request: { messages: [{ role: 'user', content: 'x'.repeat(2 * 1024 * 1024) }] } };
       const accepted = await h.service('POST', '/v1/reservations', large);

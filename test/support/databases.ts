@@ -10,8 +10,11 @@ export const postgresUrl = process.env.TEST_DATABASE_URL ?? process.env.DATABASE
 
 export type Backend = 'pglite' | 'postgres';
 
-/** Every backend this run tests: always the embedded one, and the real server when configured. */
-export const backends: Backend[] = postgresUrl ? ['pglite', 'postgres'] : ['pglite'];
+/** Every backend this run tests: always the embedded one, and the real server when configured; only the real
+ * server when the app runs in a server process or on the Neon driver (TEST_SERVER, TEST_DRIVER), which reach it
+ * by URL. */
+export const backends: Backend[] =
+  process.env.TEST_SERVER || process.env.TEST_DRIVER ? ['postgres'] : postgresUrl ? ['pglite', 'postgres'] : ['pglite'];
 
 export interface TestDatabase {
   db: Database;

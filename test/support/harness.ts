@@ -4,6 +4,7 @@ import { manualClock, type ManualClock } from '../../lib/clock.ts';
 import { loadConfig } from '../../lib/config.ts';
 import type { Database } from '../../lib/db.ts';
 import { type Backend, freshDatabase } from './databases.ts';
+import { appDatabase, openTransport } from './transport.ts';
 
 export const tokens = {
   admin: 'test-admin-token-000000000001',
@@ -45,25 +46,27 @@ export interface HarnessOptions {
   start?: string | null;
 }
 
-/** The app on a fresh database, with a manual clock, driven in process through its fetch handler. */
+/** The app on a fresh database, with a manual clock, driven through its fetch handler: in process, or over HTTP
+ * to a server process (TEST_SERVER), its queries through postgres.js, PGlite or the Neon driver (TEST_DRIVER). */
 export async function startHarness(backend: Backend, options: HarnessOptions = {}): Promise<Harness> {
   const database = await freshDatabase(backend, { pool: options.pool });
   const clock = manualClock(options.start ?? '2026-03-10T12:00:00Z');
-  const config = loadConfig(
-    {
-      SPENDGATE_ADMIN_TOKEN: tokens.admin,
-      SPENDGATE_SERVICE_TOKEN: tokens.service,
-      CRON_SECRET: tokens.cron,
-      ...options.env,
-    },
-    { allowGeneratedTokens: false },
-  );
+  const env = {
+    SPENDGATE_ADMIN_TOKEN: tokens.admin,
+    SPENDGATE_SERVICE_TOKEN: tokens.service,
+    CRON_SECRET: tokens.cron,
+    ...options.env,
+  };
+  const config = loadConfig(env, { allowGeneratedTokens: false });
+  const driver = await appDatabase(database);
+  const appClock = options.start === null ? undefined : clock;
   const app = createApp({
-    db: database.db,
+    db: driver.db,
     config,
-    clock: options.start === null ? undefined : clock,
+    clock: appClock,
     logError: process.env.TEST_LOG_ERRORS ? undefined : () => {},
   });
+  const transport = await openTransport(app, database, env, appClock, options.pool);
   const as = (role: Role): Caller => async (method, path, body, headers = {}) => {
     const init: RequestInit = {
       method,
@@ -74,7 +77,7 @@ export async function startHarness(backend: Backend, options: HarnessOptions = {
       },
       body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
     };
-    const res = await app.request(path, init);
+    const res = await transport.send(path, init);
     const text = await res.text();
     let parsed: unknown = text;
     try {
@@ -104,7 +107,11 @@ export async function startHarness(backend: Backend, options: HarnessOptions = {
       expect(audit.body.mismatches).toEqual([]);
       expect(audit.body.ok).toBe(true);
     },
-    close: () => database.drop(),
+    async close() {
+      await transport.close();
+      await driver.close();
+      await database.drop();
+    },
   };
 }
 
