@@ -1,6 +1,7 @@
-// The real entry point as a user runs it: `tsx functions/node-server.ts` in a child process, spoken to over HTTP.
+// The real entry points as a user runs them: `tsx functions/node-server.ts` (npm start) and Deno with the flags of
+// `npm run start:deno`, in a child process, spoken to over HTTP.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,9 +10,20 @@ import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readMigrations } from '../functions/node/migrations.ts';
 import { postgresUrl } from './support/databases.ts';
+import { denoBinary } from './support/deno-binary.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsx = join(root, 'node_modules', '.bin', 'tsx');
+
+type Runtime = 'node' | 'deno';
+/** The command each runtime's server starts with: Deno's permissions are the ones `npm run start:deno` gives. */
+function command(runtime: Runtime): [string, string[]] {
+  if (runtime === 'node') return [tsx, ['functions/node-server.ts']];
+  const script: string = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts['start:deno'];
+  const [program, ...args] = script.split(' ');
+  if (program !== 'deno') throw new Error(`start:deno does not run deno: ${script}`);
+  return [denoBinary(), args];
+}
 const appliedLine = `spendgate: applied migrations ${readMigrations().map((m) => m.name).join(', ')}`;
 
 interface Running {
@@ -47,10 +59,11 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-async function start(extra: Record<string, string>): Promise<Running> {
+async function start(extra: Record<string, string>, runtime: Runtime = 'node'): Promise<Running> {
   const port = await freePort();
+  const [program, args] = command(runtime);
   // Its own process group, so that a stuck server (tsx and the node it runs) can be killed as a whole.
-  const child = spawn(tsx, ['functions/node-server.ts'], {
+  const child = spawn(program, args, {
     cwd: root,
     env: cleanEnv({ PORT: String(port), ...extra }),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -229,8 +242,39 @@ describe('the local server (npm start)', () => {
   }, 60_000);
 });
 
-describe.skipIf(!postgresUrl)('the local server with DATABASE_URL', () => {
-  const name = `spendgate_server_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+describe('the local server under Deno (npm run start:deno)', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'spendgate-deno-server-test-'));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('with no configuration: the same embedded Postgres, generated tokens and API as npm start', async () => {
+    const server = await start({ SPENDGATE_DATA_DIR: dataDir }, 'deno');
+    try {
+      await ready(server);
+      const output = server.output();
+      expect(output).toContain(appliedLine);
+      expect(output).toContain(`spendgate: listening on http://127.0.0.1:${server.port} (embedded Postgres (PGlite) in ${dataDir})`);
+      const service = tokenOf(output, 'service');
+      const held = await call(server, 'POST', '/v1/reservations', service, { scopes: { key: 'sk-1' }, estimate: { cost: '0.25' } });
+      expect(held.status).toBe(201);
+      expect((await call(server, 'GET', '/v1/audit', tokenOf(output, 'admin'))).body).toMatchObject({ ok: true, mismatches: [] });
+      expect((await call(server, 'GET', '/v1/audit', service)).status).toBe(403);
+    } finally {
+      expect(await stop(server)).toEqual({ code: 0, signal: null });
+    }
+  }, 90_000);
+
+  it('on a public address without tokens: exits with 78 naming the variables, never listening', async () => {
+    const server = await start({ HOST: '0.0.0.0', SPENDGATE_DATA_DIR: dataDir }, 'deno');
+    const result = await Promise.race([server.exited, gone(30_000)]);
+    if (result === 'timeout') kill(server);
+    expect(result).toEqual({ code: 78, signal: null });
+    expect(server.output()).toContain('SPENDGATE_ADMIN_TOKEN is not set');
+    expect(server.output()).not.toContain('listening');
+  }, 60_000);
+});
+
+describe.skipIf(!postgresUrl).each(['node', 'deno'] as const)('the local server with DATABASE_URL (%s)', (runtime) => {
+  const name = `spendgate_server_${runtime}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
   const url = (() => {
     if (!postgresUrl) return '';
     const u = new URL(postgresUrl);
@@ -252,7 +296,7 @@ describe.skipIf(!postgresUrl)('the local server with DATABASE_URL', () => {
     await admin.end();
     created = true;
 
-    const server = await start({ DATABASE_URL: url });
+    const server = await start({ DATABASE_URL: url }, runtime);
     try {
       await ready(server);
       const output = server.output();
