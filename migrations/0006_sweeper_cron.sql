@@ -13,7 +13,8 @@ begin
     end if;
     begin
       -- Fails unless pg_cron is in shared_preload_libraries, this is its database, and this role may create it.
-      create extension pg_cron;
+      -- pg_catalog is where Supabase has it created.
+      create extension pg_cron with schema pg_catalog;
     exception when others then
       raise notice 'spendgate: pg_cron cannot be enabled here (%); schedule /v1/sweep or npm run sweep instead', sqlerrm;
       return;
