@@ -18,6 +18,8 @@ const neonSuites = ['test/reservations.happy.test.ts', 'test/reservations.error.
 export default defineConfig({
   test: {
     testTimeout: 60_000,
+    // Most files wait on Postgres or on a server process, not on this one: on 2 cores, 3 files at a time.
+    maxWorkers: 3,
     hookTimeout: 120_000,
     projects: [
       { extends: true as const, test: { name: 'in-process', include: ['test/**/*.test.ts'] } },
