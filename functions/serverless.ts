@@ -38,22 +38,31 @@ export function serverlessHandler(options: ServerlessOptions): ServerlessHandler
   let setup: Setup | undefined;
   const prepare = (): Setup => {
     if (setup) return setup;
-    try {
-      const env = options.env();
-      const config = loadConfig(env, { allowGeneratedTokens: false });
-      const open = options.database(env);
-      setup = { ok: true, config, open, app: options.lifetime === 'instance' ? createApp({ db: open(), config }) : null };
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      console.error(`spendgate: not configured, answering 500 to every request:\n${error.message}`);
-      setup = { ok: false };
+    const env = options.env();
+    const problems: string[] = [];
+    // Both checked, so that one log line names everything that is missing.
+    const checked = <T>(read: () => T): T | null => {
+      try {
+        return read();
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        problems.push(error.message);
+        return null;
+      }
+    };
+    const config = checked(() => loadConfig(env, { allowGeneratedTokens: false }));
+    const open = checked(() => options.database(env));
+    if (!config || !open) {
+      console.error(`spendgate: not configured, answering 500 to every request:\n${problems.join('\n')}`);
+      return (setup = { ok: false });
     }
-    return setup;
+    return (setup = { ok: true, config, open, app: options.lifetime === 'instance' ? createApp({ db: open(), config }) : null });
   };
 
-  const serve = async (request: Request, context?: InvocationContext): Promise<Response> => {
+  return async (incoming, context) => {
     const ready = prepare();
     if (!ready.ok) return notConfigured();
+    const request = options.prefix ? withoutPathPrefix(options.prefix, incoming) : incoming;
     if (ready.app) return ready.app.fetch(request);
     const db = ready.open();
     try {
@@ -65,8 +74,6 @@ export function serverlessHandler(options: ServerlessOptions): ServerlessHandler
       else await closed;
     }
   };
-  if (!options.prefix) return serve;
-  return (request, context) => withoutPathPrefix(options.prefix!, (stripped) => serve(stripped, context))(request);
 }
 
 /** The database URL every serverless entry needs. */
