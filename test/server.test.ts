@@ -1,5 +1,5 @@
-// The real entry points as a user runs them: `tsx functions/node-server.ts` (npm start) and Deno with the flags of
-// `npm run start:deno`, in a child process, spoken to over HTTP.
+// The real entry points as a user runs them: functions/node-server.ts under Node with tsx's loader (npm start) and
+// under Deno with the flags of `npm run start:deno`, in a child process, spoken to over HTTP.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -13,12 +13,14 @@ import { postgresUrl } from './support/databases.ts';
 import { denoBinary } from './support/deno-binary.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const tsx = join(root, 'node_modules', '.bin', 'tsx');
 
 type Runtime = 'node' | 'deno';
 /** The command each runtime's server starts with: Deno's permissions are the ones `npm run start:deno` gives. */
 function command(runtime: Runtime): [string, string[]] {
-  if (runtime === 'node') return [tsx, ['functions/node-server.ts']];
+  // `node --import tsx` rather than the tsx command: one process, which gets the test's SIGTERM itself. The tsx
+  // command relays signals to the node it starts, and on a loaded machine turns a SIGTERM into a SIGKILL when the
+  // child's acknowledgement takes over 30 ms.
+  if (runtime === 'node') return [process.execPath, ['--import', 'tsx', 'functions/node-server.ts']];
   const script: string = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts['start:deno'];
   const [program, ...args] = script.split(' ');
   if (program !== 'deno') throw new Error(`start:deno does not run deno: ${script}`);
@@ -62,7 +64,7 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 async function start(extra: Record<string, string>, runtime: Runtime = 'node'): Promise<Running> {
   const port = await freePort();
   const [program, args] = command(runtime);
-  // Its own process group, so that a stuck server (tsx and the node it runs) can be killed as a whole.
+  // Its own process group, so that a stuck server and anything it started can be killed as a whole.
   const child = spawn(program, args, {
     cwd: root,
     env: cleanEnv({ PORT: String(port), ...extra }),

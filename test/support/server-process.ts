@@ -1,7 +1,6 @@
-// A server process for the HTTP suites to talk to over real HTTP: the clocked test app under Node (tsx) or Deno (the
-// npm package's binary, resolving packages from node_modules as `npm run start:deno` does).
+// A server process for the HTTP suites to talk to over real HTTP: the clocked test app under Node (with tsx's
+// loader) or Deno (the npm package's binary, resolving packages from node_modules as `npm run start:deno` does).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { denoBinary } from './deno-binary.ts';
 
@@ -14,7 +13,8 @@ export interface ServerProcess {
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const commands: Record<ServerRuntime, () => [string, string[]]> = {
-  node: () => [join(root, 'node_modules/.bin/tsx'), ['test/support/clocked-server.ts']],
+  // One process that gets signals itself (the tsx command would stand between, relaying them).
+  node: () => [process.execPath, ['--import', 'tsx', 'test/support/clocked-server.ts']],
   deno: () => [denoBinary(), ['run', '--allow-net', '--allow-env', '--allow-read', 'test/support/deno/clocked-server.ts']],
 };
 
