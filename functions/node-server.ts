@@ -22,7 +22,7 @@ try {
 
 const { db, description } = await openDatabase(env);
 try {
-  const applied = await migrate(db, readMigrations());
+  const applied = await migrate(db, readMigrations(), { rateWindowSeconds: config.rateWindowSeconds });
   if (applied.length > 0) console.log(`spendgate: applied migrations ${applied.join(', ')}`);
 } catch (error) {
   console.error(`spendgate: cannot migrate ${description}: ${error instanceof Error ? error.message : String(error)}`);

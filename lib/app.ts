@@ -23,6 +23,8 @@ import * as limitsPut from './routes/v1_limits_put.ts';
 import * as modelsGet from './routes/v1_models_get.ts';
 import * as modelsImport from './routes/v1_models_import.ts';
 import * as modelsPut from './routes/v1_models_put.ts';
+import * as eventsRoute from './routes/v1_events.ts';
+import * as reservationsCheck from './routes/v1_reservations_check.ts';
 import * as reservationsCreate from './routes/v1_reservations_create.ts';
 import * as reservationsExtend from './routes/v1_reservations_extend.ts';
 import * as reservationsGet from './routes/v1_reservations_get.ts';
@@ -69,14 +71,14 @@ export function createApp(deps: AppDeps): App {
   app.use('/v1/*', authenticate(deps.config.tokens));
   app.use('/v1/*', (c, next) => {
     const path = c.req.path;
-    const limit = path === '/v1/reservations' ? bodyLimits.reserve : path === '/v1/models/import' ? bodyLimits.import : bodyLimits.default;
+    const limit = path === '/v1/reservations' || path === '/v1/reservations/check' ? bodyLimits.reserve : path === '/v1/models/import' ? bodyLimits.import : bodyLimits.default;
     return limit(c, next);
   });
   app.use('/v1/*', exactJsonNumbers);
 
   for (const route of [
-    health, reservationsCreate, reservationsSettle, reservationsRelease, reservationsExtend, reservationsGet,
-    limitsPut, limitsGet, limitsList, limitsDelete, modelsPut, modelsGet, modelsImport, sweep, auditRoute,
+    health, reservationsCheck, reservationsCreate, reservationsSettle, reservationsRelease, reservationsExtend, reservationsGet,
+    limitsPut, limitsGet, limitsList, limitsDelete, modelsPut, modelsGet, modelsImport, sweep, auditRoute, eventsRoute,
   ]) {
     route.register(app);
   }

@@ -86,9 +86,14 @@ export function normalizeUsage(usage: Record<string, unknown>): UsageResult {
   }
 }
 
-/** Tokens that count against a tokens-per-minute limit: every input, cached or not, plus every output token. */
+/** Every token of a call: all input, cached or not, plus all output. */
 export function totalTokens(u: NormalizedUsage): number {
   return u.input_tokens + u.cache_read_tokens + u.cache_creation_tokens + u.output_tokens;
+}
+
+/** Input tokens that rate limits count: cache reads are not counted (as Anthropic meters ITPM), cache writes are. */
+export function rateLimitedInputTokens(u: NormalizedUsage): number {
+  return u.input_tokens + u.cache_creation_tokens;
 }
 
 function readUsage(usage: Record<string, unknown>): NormalizedUsage {

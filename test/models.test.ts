@@ -262,14 +262,14 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
         usage: { input_tokens: 100, output_tokens: 50, cache_read_input_tokens: 1000 },
       });
       // 100 × 0.000003 + 50 × 0.000015 + 1000 × 0.0000003 = 0.0003 + 0.00075 + 0.0003
-      expect(settled.body).toMatchObject({ actual_cost: '0.001350', actual_tokens: 1150, cost_source: 'usage' });
+      expect(settled.body).toMatchObject({ actual_cost: '0.001350', actual_tokens: 150 /* cache reads do not count against TPM */, cost_source: 'usage' });
 
       const again = await reserve(name, { messages: HI, max_tokens: 1000 });
       const withWrites = await h.service('POST', `/v1/reservations/${again.body.id}/settle`, {
         usage: { input_tokens: 100, output_tokens: 50, cache_read_input_tokens: 1000, cache_creation_input_tokens: 200 },
       });
       // + 200 × 0.00000375
-      expect(withWrites.body).toMatchObject({ actual_cost: '0.002100', actual_tokens: 1350 });
+      expect(withWrites.body).toMatchObject({ actual_cost: '0.002100', actual_tokens: 350 /* cache writes count against TPM, cache reads do not */ });
     });
 
     it('a missing cache rate falls back to the input rate', async () => {
@@ -300,7 +300,7 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
         const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { usage });
         expect(settled.status).toBe(200);
         // Above the hold: charged in full.
-        expect(settled.body).toMatchObject({ actual_cost: '0.004000', actual_tokens: 1300, released_cost: '0.000000', cost_source: 'usage' });
+        expect(settled.body).toMatchObject({ actual_cost: '0.004000', actual_tokens: 900 /* the 400 cached tokens do not count against TPM */, released_cost: '0.000000', cost_source: 'usage' });
       }
     });
 

@@ -499,20 +499,41 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
       expect(read.body.models['gpt-4o']).toMatchObject({ max_budget: '0.010000', reserved: '0.000000', in_flight: 0 });
     });
 
-    it('a refused reservation does not use up its idempotency key', async () => {
+    it('a retried refused key gets the same refusal, even once the budget has room; a new key is a new attempt', async () => {
+      const team = uniqueId('team');
+      const idem = uniqueId('idem');
+      await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '0.1' });
+      const body = { scopes: { team }, estimate: { cost: '0.2' }, idempotency_key: idem };
+      const refused = await reserve(body);
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('idempotent-replayed')).toBeNull();
+      await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '1' });
+      const again = await reserve(body);
+      expect(again.status).toBe(429);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(again.body).toEqual(refused.body);
+      expect(again.headers.get('retry-after')).toBe(refused.headers.get('retry-after'));
+      // The same key with another body is a conflict, as for an admitted key.
+      expect((await reserve({ ...body, estimate: { cost: '0.3' } })).status).toBe(409);
+      expect((await limitOf('team', team)).body).toMatchObject({ reserved: '0.000000', in_flight: 0 });
+      const fresh = await reserve({ ...body, idempotency_key: uniqueId('idem') });
+      expect(fresh.status).toBe(201);
+      expect((await limitOf('team', team)).body).toMatchObject({ reserved: '0.200000', in_flight: 1 });
+    });
+
+    it('a refusal is forgotten after a day: the sweeper clears it and the key may be used again', async () => {
       const team = uniqueId('team');
       const idem = uniqueId('idem');
       await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '0.1' });
       const body = { scopes: { team }, estimate: { cost: '0.2' }, idempotency_key: idem };
       expect((await reserve(body)).status).toBe(429);
-      expect((await reserve(body)).status).toBe(429);
       await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '1' });
-      const admitted = await reserve(body);
-      expect(admitted.status).toBe(201);
-      const replay = await reserve(body);
-      expect(replay.status).toBe(200);
-      expect(replay.body.id).toBe(admitted.body.id);
-      expect((await limitOf('team', team)).body).toMatchObject({ reserved: '0.200000', in_flight: 1 });
+      h.clock.advance(23 * 3600);
+      expect((await h.admin('POST', '/v1/sweep')).status).toBe(200);
+      expect((await reserve(body)).status).toBe(429);
+      h.clock.advance(3600 + 1);
+      expect((await h.admin('POST', '/v1/sweep')).status).toBe(200);
+      expect((await reserve(body)).status).toBe(201);
     });
 
     it('is all or nothing: when one scope refuses, the other scopes are unchanged', async () => {
