@@ -6,6 +6,7 @@ import { bodyHash } from '../hash.ts';
 import { ledgerError } from '../ledger.ts';
 import { rateLimitHeaders } from '../rate-limit-headers.ts';
 import { estimateRequest } from '../request-estimate.ts';
+import { loadTokenizer } from '../tokenizer.ts';
 import { Amount, errorResponses, replayedHeader, Reservation, ScopeUsage, Scopes, TokenCount, TtlSeconds } from '../schemas.ts';
 
 const OutputTokens = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).nullable().optional();
@@ -74,7 +75,10 @@ export function register(app: App) {
     const result = await c.var.ledger.reserve({
       scopes: body.scopes,
       model: body.model ?? null,
-      request_estimate: body.model !== undefined || body.request !== undefined ? estimateRequest(body.request ?? {}) : null,
+      request_estimate:
+        body.model !== undefined || body.request !== undefined
+          ? estimateRequest(body.request ?? {}, await loadTokenizer(body.model))
+          : null,
       caller_estimate: body.estimate ?? null,
       ttl_seconds: body.ttl_seconds,
       idempotency_key: idempotencyKey,
