@@ -98,8 +98,9 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
       const key = uniqueId('key');
       const held = await reserve({ scopes: { key }, model: 'gpt-4o', request: { messages: [{ role: 'user', content: 'hi' }], max_tokens: Number.MAX_SAFE_INTEGER } });
       expect(held.status).toBe(201);
-      expect(held.body.estimate).toMatchObject({ input_tokens: 9, output_tokens: 16384 });
-      expect(held.body.reserved_cost).toBe('0.1638625');
+      // "hi" is 1 o200k_base token: 4 + 1 + 3 = 8 × 0.0000025 + 16384 × 0.00001
+      expect(held.body.estimate).toMatchObject({ input_tokens: 8, output_tokens: 16384 });
+      expect(held.body.reserved_cost).toBe('0.163860');
       const other = uniqueId('key');
       expectInvalid(await reserve(`{"scopes":{"key":"${other}"},"model":"gpt-4o","request":{"max_tokens":100000000000000000000}}`), 'request.max_tokens');
       await expectNeverSeen('key', other);
@@ -776,7 +777,7 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
   });
 
   describe('TPM quarter cap', () => {
-    const messages = [{ role: 'user', content: 'hi' }]; // 9 input tokens
+    const messages = [{ role: 'user', content: 'hi' }]; // 8 input tokens for gpt-4o: 4 + 1 ("hi", o200k_base) + 3
 
     it('without max_tokens the output part of the token hold is a quarter of the smallest tpm', async () => {
       nextMinute(h);
@@ -786,13 +787,13 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
       await h.admin('PUT', `/v1/limits/key/${key}`, { tpm: 100_000 });
       const held = await reserve({ scopes: { team, key }, model: 'gpt-4o', request: { messages } });
       expect(held.status).toBe(201);
-      expect(held.body.reserved_tokens).toBe(9 + 1000);
-      expect(held.body.estimate).toMatchObject({ input_tokens: 9, output_tokens: 16384, output_tokens_cap: 1000 });
-      // The cost still holds the whole output: 9 × 0.0000025 + 16384 × 0.00001.
-      expect(held.body.reserved_cost).toBe('0.1638625');
-      expect((await limitOf('team', team)).body.tokens_in_window).toBe(1009);
-      expect(held.headers.get('x-ratelimit-team-remaining-tokens')).toBe('2991');
-      expect(held.headers.get('x-ratelimit-remaining-tokens')).toBe('2991');
+      expect(held.body.reserved_tokens).toBe(8 + 1000);
+      expect(held.body.estimate).toMatchObject({ input_tokens: 8, output_tokens: 16384, output_tokens_cap: 1000 });
+      // The cost still holds the whole output: 8 × 0.0000025 + 16384 × 0.00001.
+      expect(held.body.reserved_cost).toBe('0.163860');
+      expect((await limitOf('team', team)).body.tokens_in_window).toBe(1008);
+      expect(held.headers.get('x-ratelimit-team-remaining-tokens')).toBe('2992');
+      expect(held.headers.get('x-ratelimit-remaining-tokens')).toBe('2992');
     });
 
     it('with max_tokens 3000 it holds input + 3000', async () => {
@@ -801,18 +802,18 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
       await h.admin('PUT', `/v1/limits/team/${team}`, { tpm: 4000 });
       const held = await reserve({ scopes: { team }, model: 'gpt-4o', request: { messages, max_tokens: 3000 } });
       expect(held.status).toBe(201);
-      expect(held.body.reserved_tokens).toBe(3009);
-      expect(held.body.estimate).toMatchObject({ input_tokens: 9, output_tokens: 3000 });
+      expect(held.body.reserved_tokens).toBe(3008);
+      expect(held.body.estimate).toMatchObject({ input_tokens: 8, output_tokens: 3000 });
       expect(held.body.estimate.output_tokens_cap).toBeUndefined();
       const again = await reserve({ scopes: { team }, model: 'gpt-4o', request: { messages, max_tokens: 3000 } });
       expect(again.status).toBe(429);
-      expect(again.body.error).toMatchObject({ type: 'rate_limit_exceeded', limit_type: 'tpm', limit: 4000, used: 3009 });
+      expect(again.body.error).toMatchObject({ type: 'rate_limit_exceeded', limit_type: 'tpm', limit: 4000, used: 3008 });
     });
 
     it('without any tpm the output part is not capped', async () => {
       const key = uniqueId('key');
       const held = await reserve({ scopes: { key }, model: 'gpt-4o', request: { messages } });
-      expect(held.body.reserved_tokens).toBe(9 + 16384);
+      expect(held.body.reserved_tokens).toBe(8 + 16384);
       expect(held.body.estimate.output_tokens_cap).toBeUndefined();
     });
   });

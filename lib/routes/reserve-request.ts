@@ -4,6 +4,7 @@ import { ApiError } from '../errors.ts';
 import { bodyHash } from '../hash.ts';
 import type { ReservePayload } from '../ledger.ts';
 import { estimateRequest } from '../request-estimate.ts';
+import { loadTokenizer } from '../tokenizer.ts';
 import { Amount, Reservation, ScopeUsage, Scopes, TokenCount, TtlSeconds } from '../schemas.ts';
 import { ModelNameText } from './model-schemas.ts';
 
@@ -59,7 +60,10 @@ export async function reservePayload(body: z.output<typeof ReserveBody>, headerK
   return {
     scopes: body.scopes,
     model: body.model ?? null,
-    request_estimate: body.model !== undefined || body.request !== undefined ? estimateRequest(body.request ?? {}) : null,
+    request_estimate:
+      body.model !== undefined || body.request !== undefined
+        ? estimateRequest(body.request ?? {}, await loadTokenizer(body.model))
+        : null,
     caller_estimate: body.estimate ?? null,
     ttl_seconds: body.ttl_seconds,
     idempotency_key: body.idempotency_key ?? headerKey ?? null,
