@@ -151,6 +151,7 @@ describe('estimateRequest with a tokenizer', () => {
       max_output_tokens: null,
       n: 1,
       size: null,
+      characters: 0,
     });
     expect(estimateRequest({ messages: [{ role: 'user', content: '你好，世界。' }] }, cl100k)).toMatchObject({
       input_tokens: 4 + 7 + 3,
