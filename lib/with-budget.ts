@@ -10,7 +10,8 @@
  *   final usage chunk (OpenAI needs `stream_options: {include_usage: true}`, else the whole hold is charged).
  *   Stopped by the reader (a `break`) before any output: settled at the input cost only, since providers bill the
  *   prompt of a cancelled stream. Stopped after output without a final usage: the whole hold. Failed before any
- *   output: released, as a call that throws.
+ *   output: released, as a call that throws. Read the stream by iterating it: an SDK's `tee()` or
+ *   `toReadableStream()` reads the underlying stream past the meter.
  */
 import type { SpendgateClient } from './client.ts';
 import type { ProviderObject, ReserveRequest, Reserved, Settled, SettleRequest } from './client-types.ts';
