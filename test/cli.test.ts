@@ -152,7 +152,7 @@ describe.each(backends)('spendgate CLI (%s)', (backend) => {
     }
   });
 
-  it('exit 1 for an error answer, 2 for a usage error, 3 when nothing answers', async () => {
+  it('exit 1 for an error answer', async () => {
     const invalid = await cli('reservations', 'get', 'not-a-uuid');
     expect(invalid.code).toBe(1);
     expect(invalid.stderr).toContain('id: a reservation id is a UUID');
@@ -162,21 +162,10 @@ describe.each(backends)('spendgate CLI (%s)', (backend) => {
     const forbidden = await spendgate(['audit'], { SPENDGATE_URL: env.SPENDGATE_URL!, SPENDGATE_SERVICE_TOKEN: tokens.service });
     expect(forbidden.code).toBe(1);
     expect(forbidden.stderr).toContain('service role may not call this route');
-
-    for (const args of [['limits'], ['frobnicate'], ['limits', 'get', 'team'], ['limits', 'set', 'team', 't'], ['limits', 'set', 'team', 't', '--rpm', 'lots'], ['sweep', '--bogus']]) {
-      const run = await cli(...args);
-      expect(run.code, args.join(' ')).toBe(2);
-      expect(run.stderr).toContain('usage: spendgate');
-    }
-    expect((await spendgate(['sweep'], { SPENDGATE_URL: env.SPENDGATE_URL! })).code).toBe(2); // no token
-
-    const nobody = await cli('audit', '--url', 'http://127.0.0.1:9');
-    expect(nobody.code).toBe(3);
-    expect(nobody.stderr).toContain('cannot reach spendgate at http://127.0.0.1:9');
   });
 });
 
-describe('spendgate migrate and serve', () => {
+describe('spendgate without a server of the suite', () => {
   const dirs: string[] = [];
   afterAll(() => {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
@@ -186,6 +175,20 @@ describe('spendgate migrate and serve', () => {
     dirs.push(dir);
     return dir;
   };
+
+  it('exit 2 for a usage error, 3 when nothing answers', async () => {
+    const env = { SPENDGATE_URL: 'http://127.0.0.1:9', SPENDGATE_ADMIN_TOKEN: tokens.admin };
+    for (const args of [['limits'], ['frobnicate'], ['limits', 'get', 'team'], ['limits', 'set', 'team', 't'], ['limits', 'set', 'team', 't', '--rpm', 'lots'], ['sweep', '--bogus']]) {
+      const run = await spendgate(args, env);
+      expect(run.code, args.join(' ')).toBe(2);
+      expect(run.stderr).toContain('usage: spendgate');
+    }
+    expect((await spendgate(['sweep'], { SPENDGATE_URL: env.SPENDGATE_URL })).code).toBe(2); // no token
+
+    const nobody = await spendgate(['audit'], env);
+    expect(nobody.code).toBe(3);
+    expect(nobody.stderr).toContain('cannot reach spendgate at http://127.0.0.1:9');
+  });
 
   it('migrate applies the migrations to the embedded database once', async () => {
     const env = { SPENDGATE_DATA_DIR: join(tempDir(), 'pgdata') };
