@@ -9,6 +9,8 @@ export interface Config {
   generatedTokens: Role[];
   /** The hold for a model missing from the price table (a decimal), or null to reject such requests. */
   unknownModelHold: string | null;
+  /** The most any single hold may be (a decimal), or null for no cap. */
+  maxHold: string | null;
   /** Largest request body accepted, in bytes: a reserve (which carries the model request) and the price-table
    * import get their own. */
   bodyLimit: number;
@@ -58,11 +60,22 @@ export function loadConfig(env: Env, options: { allowGeneratedTokens: boolean })
       unknownModelHold = parsed.value;
     }
   }
+  let maxHold: string | null = null;
+  const maxHoldSetting = env.SPENDGATE_MAX_HOLD?.trim();
+  if (maxHoldSetting) {
+    const parsed = parseDecimal(maxHoldSetting);
+    if (!parsed.ok || parsed.value.startsWith('-') || /^0(\.0*)?$/.test(parsed.value)) {
+      problems.push(`SPENDGATE_MAX_HOLD must be a positive decimal, not "${maxHoldSetting}".`);
+    } else {
+      maxHold = parsed.value;
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
   return {
     tokens: { admin, service, cron },
     generatedTokens,
     unknownModelHold,
+    maxHold,
     bodyLimit: 1024 * 1024,
     reserveBodyLimit: 32 * 1024 * 1024,
     importBodyLimit: 16 * 1024 * 1024,

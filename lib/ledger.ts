@@ -11,11 +11,12 @@ export interface ReservePayload {
   scopes: ScopeRef[];
   model: string | null;
   request_estimate: RequestEstimate | null;
-  caller_estimate: { cost?: string; tokens?: number } | null;
+  caller_estimate: { cost?: string; tokens?: number; seconds?: string } | null;
   ttl_seconds: number;
   idempotency_key: string | null;
   request_hash: string;
   fallback_hold: string | null;
+  max_hold: string | null;
 }
 
 export interface SettlePayload {

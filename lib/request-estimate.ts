@@ -19,6 +19,8 @@ export interface RequestEstimate {
   n: number;
   /** Requested image size "WIDTHxHEIGHT" for image generation (`size` field, when it matches /^\d+x\d+$/), else null. */
   size: string | null;
+  /** Characters of a text-to-speech `input` (a string), counted as Unicode code points; 0 for other requests. */
+  characters: number;
 }
 
 /** Input tokens and unsized parts found in one piece of the body; pieces are summed. */
@@ -73,6 +75,7 @@ export function estimateRequest(request: Record<string, unknown>): RequestEstima
     max_output_tokens: largestPositiveInteger(OUTPUT_LIMIT_FIELDS.map((field) => request[field])),
     n: (largestPositiveInteger([request.n, request.best_of]) ?? 1) * promptCount(request.prompt),
     size: imageSize(request.size),
+    characters: typeof request.input === 'string' ? [...request.input].length : 0,
   };
 }
 

@@ -34,14 +34,64 @@ create trigger reservations_state_machine
   for each row when (old.status is distinct from new.status)
   execute function spendgate.enforce_transition();
 
--- Price-table lookup: the exact name, else the name without its provider prefix ("openai/gpt-4o" → "gpt-4o").
+-- A model name and every shorter name left after dropping leading "provider/" segments, longest first:
+-- "openrouter/openai/gpt-4o" → {openrouter/openai/gpt-4o, openai/gpt-4o, gpt-4o}.
+create function spendgate.model_name_candidates(p_name text) returns text[]
+language sql immutable as $$
+  select array_agg(array_to_string(parts[i:], '/') order by i)
+    from string_to_array(p_name, '/') parts, generate_subscripts(parts, 1) i
+$$;
+
+-- Price-table lookup: the longest candidate name that has an entry, so a table holding both
+-- "openrouter/openai/gpt-4o" and "gpt-4o" prices each route as its own.
 create function spendgate.find_model(p_name text) returns table (name text, entry jsonb)
 language sql stable as $$
   select m.name, m.entry from spendgate.models m
-   where m.name = p_name or (p_name like '%/%' and m.name = substr(p_name, strpos(p_name, '/') + 1))
-   order by m.name = p_name desc
+   where m.name = any (spendgate.model_name_candidates(p_name))
+   order by length(m.name) desc
    limit 1
 $$;
+
+-- The entry as priced for a prompt of p_prompt_tokens (input, cached or not): a whole request is billed at one tier,
+-- chosen by its prompt size, so the tier's rates replace the base ones for every token of it.
+--   tiered_pricing: [{range: [lo, hi], input_cost_per_token, ...}] — the first tier whose hi the prompt does not
+--     pass; a prompt past every range takes the last tier.
+--   <field>_above_<N>k_tokens: replaces <field> when the prompt has more than N×1000 tokens; the highest N passed
+--     wins.
+-- The result says which tier it chose under "price_tier" (null: the base prices).
+create function spendgate.tier_entry(p_entry jsonb, p_prompt_tokens numeric) returns jsonb
+language plpgsql immutable as $$
+declare
+  tiers jsonb := p_entry -> 'tiered_pricing';
+  tier jsonb;
+  tier_no bigint;
+  above record;
+  result jsonb := p_entry;
+  chosen text;
+begin
+  if p_entry is null then return null; end if;
+  if jsonb_typeof(tiers) = 'array' and jsonb_array_length(tiers) > 0 then
+    select t, ord into tier, tier_no
+      from jsonb_array_elements(tiers) with ordinality x(t, ord)
+     order by coalesce(p_prompt_tokens > (t -> 'range' ->> 1)::numeric, true), ord
+     limit 1;
+    if coalesce(p_prompt_tokens > (tier -> 'range' ->> 1)::numeric, true) then
+      select t, ord into tier, tier_no from jsonb_array_elements(tiers) with ordinality x(t, ord) order by ord desc limit 1;
+    end if;
+    result := result || (tier - 'range');
+    chosen := format('tiered_pricing[%s]', tier_no - 1);
+  end if;
+  for above in
+    select m[1] as base, m[2] as thousands, m[2]::numeric * 1000 as threshold, e.value
+      from jsonb_each(p_entry) e, regexp_match(e.key, '^(.+)_above_(\d+)k_tokens$') m
+     where p_prompt_tokens > m[2]::numeric * 1000
+     order by threshold
+  loop
+    result := jsonb_set(result, array[above.base], above.value);
+    chosen := format('above_%sk_tokens', above.thousands);
+  end loop;
+  return result || jsonb_build_object('price_tier', chosen);
+end $$;
 
 create function spendgate.price(p_entry jsonb, p_field text) returns numeric
 language sql immutable as $$ select (p_entry ->> p_field)::numeric $$;
@@ -51,22 +101,33 @@ create function spendgate.priced(p_count numeric, p_rate numeric) returns numeri
 language sql immutable as $$ select case when p_count = 0 then 0 else p_count * p_rate end $$;
 
 -- The worst-case cost and tokens of a call, from the price-table entry (null when the model is unknown), what the
--- request body said (p_req: input_tokens, unsized_parts, max_output_tokens, n, size) and the caller's own estimate.
--- A price the entry lacks is unknown, never 0: the call then holds p_fallback.
-create function spendgate.estimate(p_entry jsonb, p_req jsonb, p_caller jsonb, p_fallback numeric)
+-- request body said (p_req: input_tokens, input_counter, unsized_parts, max_output_tokens, n, size, characters)
+-- and the caller's own estimate (cost, tokens, seconds). A price the entry lacks is unknown, never 0: the call then
+-- holds p_fallback. p_max_hold, when set, bounds the result whatever it came from.
+--
+-- Each number says where it came from: source (the cost: request, caller, fallback), output_tokens_source
+-- (max_tokens: the request's own limit; model_max: clamped to the model's max_output_tokens; default: 16384
+-- for a request without one), price_tier, and capped (true when p_max_hold cut the cost).
+create function spendgate.estimate(p_entry jsonb, p_req jsonb, p_caller jsonb, p_fallback numeric,
+                                   p_max_hold numeric)
 returns jsonb language plpgsql stable as $$
 declare
   mode text := p_entry ->> 'mode';
   n integer := coalesce((p_req ->> 'n')::integer, 1);
   max_out bigint := coalesce((p_entry ->> 'max_output_tokens')::numeric::bigint, 16384);
+  asked_out bigint := (p_req ->> 'max_output_tokens')::bigint;
   -- Parts of unknown size (images, files) count as a whole context window.
   context bigint := coalesce((p_entry ->> 'max_input_tokens')::numeric::bigint, 128000);
   input_tokens bigint := coalesce((p_req ->> 'input_tokens')::bigint, 0);
   output_tokens bigint := 0;
+  output_source text;
+  seconds numeric := (p_caller ->> 'seconds')::numeric;
+  priced jsonb;
   per_image numeric;
   pixels numeric;
   cost numeric;
   source text := 'request';
+  capped boolean := false;
 begin
   if p_req is null then
     -- Only the caller's estimate to go by.
@@ -82,18 +143,34 @@ begin
                                      spendgate.price(p_entry, 'input_cost_per_pixel'));
     end if;
     cost := n * per_image;
-  elsif mode = 'embedding' then
-    cost := spendgate.priced(input_tokens, spendgate.price(p_entry, 'input_cost_per_token'));
+  elsif mode = 'audio_transcription' then
+    -- Billed by the audio's length, which only the caller knows (the file is not in a JSON body).
+    input_tokens := 0;
+    cost := spendgate.priced(seconds, coalesce(spendgate.price(p_entry, 'input_cost_per_second'),
+                                               spendgate.price(p_entry, 'output_cost_per_second')));
+  elsif mode = 'audio_speech' and (p_entry ? 'input_cost_per_character' or p_entry ? 'output_cost_per_second') then
+    -- Text to speech: by the characters read, or by the seconds spoken when that is how the model is billed.
+    input_tokens := 0;
+    cost := case when p_entry ? 'input_cost_per_character'
+                 then spendgate.priced((p_req ->> 'characters')::numeric, spendgate.price(p_entry, 'input_cost_per_character'))
+                 else spendgate.priced(seconds, spendgate.price(p_entry, 'output_cost_per_second')) end;
+  elsif mode in ('embedding', 'moderation', 'rerank') then
+    priced := spendgate.tier_entry(p_entry, input_tokens);
+    cost := spendgate.priced(input_tokens, spendgate.price(priced, 'input_cost_per_token'));
   else
     input_tokens := input_tokens + coalesce((p_req ->> 'unsized_parts')::bigint, 0) * context;
     if p_entry ? 'max_input_tokens' then input_tokens := least(input_tokens, context); end if;
-    output_tokens := n * least(coalesce((p_req ->> 'max_output_tokens')::bigint, 16384), max_out);
-    cost := spendgate.priced(input_tokens, spendgate.price(p_entry, 'input_cost_per_token'))
+    output_tokens := n * least(coalesce(asked_out, 16384), max_out);
+    output_source := case when asked_out is null and max_out >= 16384 then 'default'
+                          when asked_out is not null and asked_out <= max_out then 'max_tokens'
+                          else 'model_max' end;
+    priced := spendgate.tier_entry(p_entry, input_tokens);
+    cost := spendgate.priced(input_tokens, spendgate.price(priced, 'input_cost_per_token'))
           -- The higher of the output and reasoning rates; no output rate means the output price is unknown.
           + spendgate.priced(output_tokens,
-                             spendgate.price(p_entry, 'output_cost_per_token')
-                             + greatest(coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token')
-                                                 - spendgate.price(p_entry, 'output_cost_per_token'), 0), 0));
+                             spendgate.price(priced, 'output_cost_per_token')
+                             + greatest(coalesce(spendgate.price(priced, 'output_cost_per_reasoning_token')
+                                                 - spendgate.price(priced, 'output_cost_per_token'), 0), 0));
   end if;
   if cost is null and p_req is not null then
     cost := p_fallback;
@@ -103,14 +180,22 @@ begin
     cost := (p_caller ->> 'cost')::numeric;
     source := 'caller';
   end if;
-  return jsonb_build_object(
+  if cost > p_max_hold then
+    cost := p_max_hold;
+    capped := true;
+  end if;
+  return jsonb_strip_nulls(jsonb_build_object(
     'cost', cost,
     'input_tokens', input_tokens,
+    'input_counter', case when input_tokens > 0 then p_req ->> 'input_counter' end,
     'output_tokens', output_tokens,
+    'output_tokens_source', output_source,
     'source', source,
+    'price_tier', priced ->> 'price_tier',
+    'capped', case when capped then true end,
     'caller_tokens', (p_caller ->> 'tokens')::bigint,
     -- A request without max_tokens gets its output token hold capped (see token_hold).
-    'output_cap_allowed', p_req is not null and p_req ->> 'max_output_tokens' is null);
+    'output_cap_allowed', p_req is not null and asked_out is null));
 end $$;
 
 -- Tokens a hold counts against TPM. Without max_tokens the output part is capped at a quarter of the smallest TPM
@@ -346,7 +431,7 @@ begin
     select m.name, m.entry into v_model, v_entry from spendgate.find_model(p ->> 'model') m;
   end if;
   v_est := spendgate.estimate(v_entry, nullif(p -> 'request_estimate', 'null'), nullif(p -> 'caller_estimate', 'null'),
-                              (p ->> 'fallback_hold')::numeric);
+                              (p ->> 'fallback_hold')::numeric, (p ->> 'max_hold')::numeric);
   v_cost := (v_est ->> 'cost')::numeric;
   if v_cost is null then
     -- Only when unknown models are rejected (SPENDGATE_UNKNOWN_MODEL_HOLD=reject): otherwise the fallback holds.
@@ -384,10 +469,8 @@ begin
   insert into spendgate.reservations (id, status, model, model_entry, reserved_cost, reserved_tokens, estimate,
                                       idempotency_key, request_hash, window_start, created_at, expires_at)
   values (v_id, 'held', p ->> 'model', v_entry, v_cost, v_tokens,
-          jsonb_build_object('input_tokens', (v_est ->> 'input_tokens')::bigint,
-                             'output_tokens', (v_est ->> 'output_tokens')::bigint,
-                             'source', v_est ->> 'source',
-                             'price_entry', v_model)
+          (v_est - 'cost' - 'caller_tokens' - 'output_cap_allowed')
+          || jsonb_build_object('price_entry', v_model)
           || case when v_hold ? 'output_tokens_cap'
                   then jsonb_build_object('output_tokens_cap', (v_hold ->> 'output_tokens_cap')::bigint)
                   else '{}' end,
@@ -411,31 +494,38 @@ begin
 end $$;
 
 -- The cost of a usage (normalized: input_tokens, cache_read_tokens, cache_creation_tokens, output_tokens,
--- reasoning_tokens) plus images, at the entry's prices. Cached tokens are priced at their own rate (the input rate
--- when the entry has none) and not again at the input rate. Null when a price it needs is unknown.
+-- reasoning_tokens, seconds, characters) plus images, at the entry's prices for the tier the prompt falls in.
+-- Cached tokens are priced at their own rate (the input rate when the entry has none) and not again at the input
+-- rate. Null when a price it needs is unknown.
 create function spendgate.usage_cost(p_entry jsonb, p_usage jsonb, p_images integer) returns numeric
 language plpgsql immutable as $$
 declare
-  input_rate numeric := spendgate.price(p_entry, 'input_cost_per_token');
-  output_rate numeric := spendgate.price(p_entry, 'output_cost_per_token');
-  tokens numeric := 0;
-  images numeric := 0;
   u jsonb := coalesce(p_usage, '{}');
+  prompt numeric := coalesce((u ->> 'input_tokens')::numeric, 0) + coalesce((u ->> 'cache_read_tokens')::numeric, 0)
+                    + coalesce((u ->> 'cache_creation_tokens')::numeric, 0);
+  e jsonb := spendgate.tier_entry(p_entry, prompt);
+  input_rate numeric := spendgate.price(e, 'input_cost_per_token');
+  output_rate numeric := spendgate.price(e, 'output_cost_per_token');
+  tokens numeric := 0;
 begin
   if p_usage is not null then
     tokens := spendgate.priced((u ->> 'input_tokens')::bigint, input_rate)
       + spendgate.priced((u ->> 'cache_read_tokens')::bigint,
-                         coalesce(spendgate.price(p_entry, 'cache_read_input_token_cost'), input_rate))
+                         coalesce(spendgate.price(e, 'cache_read_input_token_cost'), input_rate))
       + spendgate.priced((u ->> 'cache_creation_tokens')::bigint,
-                         coalesce(spendgate.price(p_entry, 'cache_creation_input_token_cost'), input_rate))
+                         coalesce(spendgate.price(e, 'cache_creation_input_token_cost'), input_rate))
       + spendgate.priced((u ->> 'output_tokens')::bigint - (u ->> 'reasoning_tokens')::bigint, output_rate)
       + spendgate.priced((u ->> 'reasoning_tokens')::bigint,
-                         coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token'), output_rate));
+                         coalesce(spendgate.price(e, 'output_cost_per_reasoning_token'), output_rate))
+      + spendgate.priced(coalesce((u ->> 'seconds')::numeric, 0),
+                         case when e ->> 'mode' = 'audio_speech'
+                              then coalesce(spendgate.price(e, 'output_cost_per_second'), spendgate.price(e, 'input_cost_per_second'))
+                              else coalesce(spendgate.price(e, 'input_cost_per_second'), spendgate.price(e, 'output_cost_per_second')) end)
+      + spendgate.priced(coalesce((u ->> 'characters')::numeric, 0), spendgate.price(e, 'input_cost_per_character'));
   end if;
-  images := spendgate.priced(coalesce(p_images, 0),
-                             coalesce(spendgate.price(p_entry, 'output_cost_per_image'),
-                                      spendgate.price(p_entry, 'input_cost_per_image')));
-  return tokens + images;
+  return tokens + spendgate.priced(coalesce(p_images, 0),
+                                   coalesce(spendgate.price(e, 'output_cost_per_image'),
+                                            spendgate.price(e, 'input_cost_per_image')));
 end $$;
 
 -- Settle: p = {cost, usage (normalized), images, actual_tokens, settle_hash}. Charges the actual cost exactly

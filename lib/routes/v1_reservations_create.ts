@@ -28,7 +28,13 @@ const ReserveBody = z
         description: 'The OpenAI-shaped body about to be sent; read to estimate, never stored.',
         example: { messages: [{ role: 'user', content: 'hi' }], max_tokens: 256 },
       }),
-    estimate: z.strictObject({ cost: Amount.optional(), tokens: TokenCount.optional() }).optional(),
+    estimate: z
+      .strictObject({
+        cost: Amount.optional(),
+        tokens: TokenCount.optional(),
+        seconds: Amount.optional().openapi({ description: 'Length of the audio, for models billed by the second (transcription)' }),
+      })
+      .optional(),
     ttl_seconds: TtlSeconds.default(600),
     idempotency_key: z.string().min(1).max(256).optional(),
   })
@@ -80,6 +86,7 @@ export function register(app: App) {
       idempotency_key: idempotencyKey,
       request_hash: await bodyHash(hashed),
       fallback_hold: c.var.config.unknownModelHold,
+      max_hold: c.var.config.maxHold,
     });
     const headers = rateLimitHeaders(result.scopes);
     const refusal = ledgerError(result);

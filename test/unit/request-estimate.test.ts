@@ -11,6 +11,7 @@ describe('estimateRequest: chat messages', () => {
       max_output_tokens: null,
       n: 1,
       size: null,
+      characters: 0,
     });
   });
 
@@ -194,6 +195,7 @@ describe('estimateRequest: system, tools and schemas', () => {
       max_output_tokens: 1024,
       n: 1,
       size: null,
+      characters: 0,
     });
   });
 });
@@ -322,6 +324,7 @@ describe('estimateRequest: output limits, n and size', () => {
       max_output_tokens: null,
       n: 2,
       size: '512x512',
+      characters: 0,
     });
   });
 });
@@ -330,7 +333,7 @@ describe('estimateRequest: odd shapes', () => {
   it('never throws and counts nothing it does not understand', () => {
     expect(
       estimateRequest({ messages: 'hi', system: 5, prompt: { a: 1 }, input: true, instructions: ['x'] }),
-    ).toEqual({ input_tokens: 0, unsized_parts: 0, max_output_tokens: null, n: 1, size: null });
+    ).toEqual({ input_tokens: 0, unsized_parts: 0, max_output_tokens: null, n: 1, size: null, characters: 0 });
   });
 
   it('skips message entries that are not objects but still primes the reply', () => {
@@ -358,5 +361,14 @@ describe('several prompts', () => {
     expect(estimateRequest({ prompt: 'one', n: 3 }).n).toBe(3);
     // An array of token ids is one prompt.
     expect(estimateRequest({ prompt: [1, 2, 3] }).n).toBe(1);
+  });
+});
+
+describe('estimateRequest: speech', () => {
+  it('counts the characters of a text-to-speech input as code points, not bytes or UTF-16 units', () => {
+    expect(estimateRequest({ model: 'tts-1', input: 'Hello, world!' }).characters).toBe(13);
+    // é is 2 UTF-8 bytes, 😀 is 2 UTF-16 units and 4 bytes: each is one character.
+    expect(estimateRequest({ input: 'café 😀' }).characters).toBe(6);
+    expect(estimateRequest({ input: ['a', 'b'] }).characters).toBe(0);
   });
 });
