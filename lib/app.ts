@@ -14,6 +14,9 @@ import { DatabaseUnavailable, type Queryable } from './db.ts';
 import { ApiError, errorResponse, type FieldIssue } from './errors.ts';
 import { exactJsonNumbers } from './exact-json.ts';
 import { createLedger } from './ledger.ts';
+import { countDatabaseErrors, createMetrics, type Metrics, recordMetrics } from './metrics.ts';
+import { requestLog, type RequestLogSink } from './request-log.ts';
+import * as metricsRoute from './routes/metrics.ts';
 import * as health from './routes/health.ts';
 import * as auditRoute from './routes/v1_audit.ts';
 import * as limitsDelete from './routes/v1_limits_delete.ts';
@@ -39,11 +42,16 @@ export interface AppDeps {
   clock?: Clock;
   /** Where unexpected errors are reported (never with tokens or bodies). Defaults to console.error. */
   logError?: (message: string, error: unknown) => void;
+  /** Where the one-JSON-line-per-request log goes. Defaults to console.log. */
+  logRequest?: RequestLogSink;
+  /** Counters for /metrics; one set per process by default. */
+  metrics?: Metrics;
 }
 
 /** The whole HTTP API as a Hono app: Web-standard `fetch`, the same on Node, Deno and at the edge. */
 export function createApp(deps: AppDeps): App {
-  const ledger = createLedger(deps.db, deps.clock ?? databaseClock);
+  const metrics = deps.metrics ?? createMetrics();
+  const ledger = createLedger(countDatabaseErrors(deps.db, metrics), deps.clock ?? databaseClock);
   const logError = deps.logError ?? ((message, error) => console.error(message, error));
   const app: App = new OpenAPIHono<AppEnv>({
     getPath: modelNamesWithSlashes,
@@ -52,10 +60,11 @@ export function createApp(deps: AppDeps): App {
     },
   });
 
-  app.use('*', requestId(), secureHeaders());
+  app.use('*', requestId(), requestLog(deps.logRequest ?? ((line) => console.log(line))), recordMetrics(metrics), secureHeaders());
   app.use('*', async (c, next) => {
     c.set('ledger', ledger);
     c.set('config', deps.config);
+    c.set('metrics', metrics);
     await next();
   });
   const tooLarge = (limit: number) => () => {
@@ -69,6 +78,7 @@ export function createApp(deps: AppDeps): App {
     import: limited(deps.config.importBodyLimit),
   };
   app.use('/v1/*', authenticate(deps.config.tokens));
+  app.use('/metrics', authenticate(deps.config.tokens));
   app.use('/v1/*', (c, next) => {
     const path = c.req.path;
     const limit = path === '/v1/reservations' || path === '/v1/reservations/check' ? bodyLimits.reserve : path === '/v1/models/import' ? bodyLimits.import : bodyLimits.default;
@@ -79,6 +89,7 @@ export function createApp(deps: AppDeps): App {
   for (const route of [
     health, reservationsCheck, reservationsCreate, reservationsSettle, reservationsRelease, reservationsExtend, reservationsGet,
     limitsPut, limitsGet, limitsList, limitsDelete, modelsPut, modelsGet, modelsImport, sweep, auditRoute, eventsRoute,
+    metricsRoute,
   ]) {
     route.register(app);
   }
