@@ -44,7 +44,7 @@ export async function runLocalServer(runtime: LocalRuntime): Promise<void> {
   const { db, description } = opened;
 
   try {
-    const applied = await migrate(db, runtime.readMigrations());
+    const applied = await migrate(db, runtime.readMigrations(), { rateWindowSeconds: config.rateWindowSeconds });
     if (applied.length > 0) console.log(`spendgate: applied migrations ${applied.join(', ')}`);
   } catch (error) {
     console.error(`spendgate: cannot migrate ${description}: ${error instanceof Error ? error.message : String(error)}`);

@@ -14,6 +14,9 @@ import { DatabaseUnavailable, type Queryable } from './db.ts';
 import { ApiError, errorResponse, type FieldIssue } from './errors.ts';
 import { exactJsonNumbers } from './exact-json.ts';
 import { createLedger } from './ledger.ts';
+import { countDatabaseErrors, createMetrics, type Metrics, recordMetrics } from './metrics.ts';
+import { requestLog, type RequestLogSink } from './request-log.ts';
+import * as metricsRoute from './routes/metrics.ts';
 import * as health from './routes/health.ts';
 import * as auditRoute from './routes/v1_audit.ts';
 import * as limitsDelete from './routes/v1_limits_delete.ts';
@@ -23,6 +26,8 @@ import * as limitsPut from './routes/v1_limits_put.ts';
 import * as modelsGet from './routes/v1_models_get.ts';
 import * as modelsImport from './routes/v1_models_import.ts';
 import * as modelsPut from './routes/v1_models_put.ts';
+import * as eventsRoute from './routes/v1_events.ts';
+import * as reservationsCheck from './routes/v1_reservations_check.ts';
 import * as reservationsCreate from './routes/v1_reservations_create.ts';
 import * as reservationsExtend from './routes/v1_reservations_extend.ts';
 import * as reservationsGet from './routes/v1_reservations_get.ts';
@@ -37,11 +42,16 @@ export interface AppDeps {
   clock?: Clock;
   /** Where unexpected errors are reported (never with tokens or bodies). Defaults to console.error. */
   logError?: (message: string, error: unknown) => void;
+  /** Where the one-JSON-line-per-request log goes. Defaults to console.log. */
+  logRequest?: RequestLogSink;
+  /** Counters for /metrics; one set per process by default. */
+  metrics?: Metrics;
 }
 
 /** The whole HTTP API as a Hono app: Web-standard `fetch`, the same on Node, Deno and at the edge. */
 export function createApp(deps: AppDeps): App {
-  const ledger = createLedger(deps.db, deps.clock ?? databaseClock);
+  const metrics = deps.metrics ?? createMetrics();
+  const ledger = createLedger(countDatabaseErrors(deps.db, metrics), deps.clock ?? databaseClock);
   const logError = deps.logError ?? ((message, error) => console.error(message, error));
   const app: App = new OpenAPIHono<AppEnv>({
     getPath: modelNamesWithSlashes,
@@ -50,10 +60,11 @@ export function createApp(deps: AppDeps): App {
     },
   });
 
-  app.use('*', requestId(), secureHeaders());
+  app.use('*', requestId(), requestLog(deps.logRequest ?? ((line) => console.log(line))), recordMetrics(metrics), secureHeaders());
   app.use('*', async (c, next) => {
     c.set('ledger', ledger);
     c.set('config', deps.config);
+    c.set('metrics', metrics);
     await next();
   });
   const tooLarge = (limit: number) => () => {
@@ -70,16 +81,18 @@ export function createApp(deps: AppDeps): App {
     import: limited(deps.config.importBodyLimit),
   };
   app.use('/v1/*', authenticate(deps.config.tokens));
+  app.use('/metrics', authenticate(deps.config.tokens));
   app.use('/v1/*', (c, next) => {
     const path = c.req.path;
-    const limit = path === '/v1/reservations' ? bodyLimits.reserve : path === '/v1/models/import' ? bodyLimits.import : bodyLimits.default;
+    const limit = path === '/v1/reservations' || path === '/v1/reservations/check' ? bodyLimits.reserve : path === '/v1/models/import' ? bodyLimits.import : bodyLimits.default;
     return limit(c, next);
   });
   app.use('/v1/*', exactJsonNumbers);
 
   for (const route of [
-    health, reservationsCreate, reservationsSettle, reservationsRelease, reservationsExtend, reservationsGet,
-    limitsPut, limitsGet, limitsList, limitsDelete, modelsPut, modelsGet, modelsImport, sweep, auditRoute,
+    health, reservationsCheck, reservationsCreate, reservationsSettle, reservationsRelease, reservationsExtend, reservationsGet,
+    limitsPut, limitsGet, limitsList, limitsDelete, modelsPut, modelsGet, modelsImport, sweep, auditRoute, eventsRoute,
+    metricsRoute,
   ]) {
     route.register(app);
   }

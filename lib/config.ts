@@ -9,12 +9,22 @@ export interface Config {
   generatedTokens: Role[];
   /** The hold for a model missing from the price table (a decimal), or null to reject such requests. */
   unknownModelHold: string | null;
+  /** The most any single hold may be (a decimal), or null for no cap. */
+  maxHold: string | null;
+  /** Which tokens TPM counts: input + output (total), input only, or output only. */
+  tpmCount: TpmCount;
+  /** Length of the RPM/TPM windows in seconds, when configured; the deploy step stores it in the database, which
+   * every instance then reads (null: leave the database's value, 60 unless set). */
+  rateWindowSeconds: number | null;
   /** Largest request body accepted, in bytes: a reserve (which carries the model request) and the price-table
    * import get their own. */
   bodyLimit: number;
   reserveBodyLimit: number;
   importBodyLimit: number;
 }
+
+export const tpmCounts = ['total', 'input', 'output'] as const;
+export type TpmCount = (typeof tpmCounts)[number];
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -58,11 +68,33 @@ export function loadConfig(env: Env, options: { allowGeneratedTokens: boolean })
       unknownModelHold = parsed.value;
     }
   }
+  let maxHold: string | null = null;
+  const maxHoldSetting = env.SPENDGATE_MAX_HOLD?.trim();
+  if (maxHoldSetting) {
+    const parsed = parseDecimal(maxHoldSetting);
+    if (!parsed.ok || parsed.value.startsWith('-') || /^0(\.0*)?$/.test(parsed.value)) {
+      problems.push(`SPENDGATE_MAX_HOLD must be a positive decimal, not "${maxHoldSetting}".`);
+    } else {
+      maxHold = parsed.value;
+    }
+  }
+  const tpmSetting = env.SPENDGATE_TPM_COUNT?.trim() || 'total';
+  const tpmCount = tpmCounts.find((count) => count === tpmSetting);
+  if (!tpmCount) problems.push(`SPENDGATE_TPM_COUNT must be total, input or output, not "${tpmSetting}".`);
+  let rateWindowSeconds: number | null = null;
+  try {
+    rateWindowSeconds = databaseSettings(env).rateWindowSeconds;
+  } catch (error) {
+    problems.push((error as ConfigError).message);
+  }
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
   return {
     tokens: { admin, service, cron },
     generatedTokens,
     unknownModelHold,
+    maxHold,
+    tpmCount: tpmCount ?? 'total',
+    rateWindowSeconds,
     bodyLimit: 1024 * 1024,
     reserveBodyLimit: 32 * 1024 * 1024,
     importBodyLimit: 16 * 1024 * 1024,
@@ -72,4 +104,19 @@ export function loadConfig(env: Env, options: { allowGeneratedTokens: boolean })
 function randomToken(role: Role): string {
   const bytes = crypto.getRandomValues(new Uint8Array(24));
   return `sg_${role}_` + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Settings every instance must agree on: the deploy step (migrate) stores them in the database. */
+export interface DatabaseSettings {
+  rateWindowSeconds: number | null;
+}
+
+export function databaseSettings(env: Env): DatabaseSettings {
+  const setting = env.SPENDGATE_RATE_WINDOW_SECONDS?.trim();
+  if (!setting) return { rateWindowSeconds: null };
+  const seconds = /^\d{1,4}$/.test(setting) ? Number(setting) : NaN;
+  if (!(seconds >= 1 && seconds <= 3600)) {
+    throw new ConfigError(`SPENDGATE_RATE_WINDOW_SECONDS must be a whole number of seconds from 1 to 3600, not "${setting}".`);
+  }
+  return { rateWindowSeconds: seconds };
 }

@@ -1,4 +1,5 @@
 import type { Clock } from './clock.ts';
+import type { TpmCount } from './config.ts';
 import type { Queryable } from './db.ts';
 import { ApiError, isErrorType } from './errors.ts';
 import type { NormalizedUsage } from './provider-usage.ts';
@@ -11,18 +12,22 @@ export interface ReservePayload {
   scopes: ScopeRef[];
   model: string | null;
   request_estimate: RequestEstimate | null;
-  caller_estimate: { cost?: string; tokens?: number } | null;
+  caller_estimate: { cost?: string; tokens?: number; seconds?: string } | null;
   ttl_seconds: number;
   idempotency_key: string | null;
   request_hash: string;
   fallback_hold: string | null;
+  max_hold: string | null;
+  tpm_count: TpmCount;
 }
 
 export interface SettlePayload {
   cost?: string;
   usage?: NormalizedUsage;
   images?: number;
-  actual_tokens?: number;
+  /** Input tokens that rate limits count (cache reads excluded) and output tokens, when usage was given. */
+  actual_input_tokens?: number;
+  actual_output_tokens?: number;
   settle_hash: string;
 }
 
@@ -55,6 +60,9 @@ export function createLedger(db: Queryable, clock: Clock) {
     /** Answers refusals as results (not thrown): the caller needs their scopes for the rate-limit headers. */
     reserve: (payload: ReservePayload) =>
       call('select spendgate.reserve($1::text::jsonb, $2::timestamptz) as result', [JSON.stringify(payload), at()]),
+    /** What reserve would answer, with nothing written. */
+    checkReserve: (payload: ReservePayload) =>
+      call('select spendgate.check_reserve($1::text::jsonb, $2::timestamptz) as result', [JSON.stringify(payload), at()]),
     settle: async (id: string, payload: SettlePayload) =>
       orThrow(await call('select spendgate.settle($1::uuid, $2::text::jsonb, $3::timestamptz) as result', [id, JSON.stringify(payload), at()])),
     release: async (id: string) =>
@@ -69,6 +77,10 @@ export function createLedger(db: Queryable, clock: Clock) {
       return Number(row?.expired ?? 0);
     },
     audit: () => call('select spendgate.audit() as result', []),
+    listEvents: (filter: { type: string | null; kind: string | null; id: string | null },
+                 before: { created_at: string; event_id: string } | null, count: number) =>
+      call('select spendgate.list_events($1, $2, $3, $4::timestamptz, $5::uuid, $6::integer) as result',
+           [filter.type, filter.kind, filter.id, before?.created_at ?? null, before?.event_id ?? null, count]),
     putLimit: async (kind: string, id: string, body: Json) =>
       orThrow(await call('select spendgate.put_limit($1, $2, $3::text::jsonb, $4::timestamptz) as result', [kind, id, JSON.stringify(body), at()])),
     getLimit: async (kind: string, id: string) =>

@@ -1,3 +1,4 @@
+import type { DatabaseSettings } from './config.ts';
 import type { Database } from './db.ts';
 
 export interface Migration {
@@ -9,9 +10,10 @@ export interface Migration {
 /**
  * Applies the migrations not yet recorded, in one transaction under an advisory lock: two runners at once (two
  * deploys, two cold starts) apply each migration once, the second waiting and then finding nothing to do.
- * Returns the names it applied.
+ * Then stores the settings every instance must agree on. Returns the names it applied.
  */
-export async function migrate(db: Database, migrations: readonly Migration[]): Promise<string[]> {
+export async function migrate(db: Database, migrations: readonly Migration[],
+                              settings: DatabaseSettings = { rateWindowSeconds: null }): Promise<string[]> {
   return db.transaction(async (tx) => {
     await tx.query(`select pg_advisory_xact_lock(hashtextextended('spendgate.migrate', 0))`);
     await tx.script(`
@@ -26,6 +28,9 @@ export async function migrate(db: Database, migrations: readonly Migration[]): P
     for (const migration of pending) {
       await tx.script(migration.sql);
       await tx.query('insert into spendgate.schema_migrations (name) values ($1)', [migration.name]);
+    }
+    if (settings.rateWindowSeconds !== null) {
+      await tx.query('select spendgate.configure($1::integer)', [settings.rateWindowSeconds]);
     }
     return pending.map((m) => m.name);
   });

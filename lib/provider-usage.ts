@@ -1,3 +1,5 @@
+import { decimalFromNumber, parseDecimal } from './decimal.ts';
+
 /**
  * A provider's `usage` object reduced to the token counts pricing needs.
  *
@@ -16,23 +18,28 @@
  *   - input_tokens_details or output_tokens_details                     → OpenAI Responses
  *   - only input_tokens / output_tokens   → Responses or Anthropic; without any cache
  *     field both read the same, so it is read as Anthropic (nothing to subtract)
+ *   - seconds or characters, with no token counts → audio (OpenAI transcription's
+ *     `{"type": "duration", "seconds": 12.5}`, or a caller's own count of seconds or
+ *     characters for speech)
  * Keys of two of these families together are rejected (input_tokens / output_tokens
  * next to Gemini or Chat Completions keys too): no single rule reads such an object
  * correctly, and guessing would misprice the call.
  */
 
-/** A provider's usage object reduced to what pricing needs. All non-negative integers. */
+/** A provider's usage object reduced to what pricing needs. Token counts are non-negative integers. */
 export interface NormalizedUsage {
   input_tokens: number;          // prompt tokens billed at the plain input rate (NOT including cache reads or cache writes)
   cache_read_tokens: number;     // prompt tokens read from the provider's cache (billed at the cache-read rate)
   cache_creation_tokens: number; // prompt tokens written to the cache (billed at the cache-write rate)
   output_tokens: number;         // all output tokens, reasoning included
   reasoning_tokens: number;      // the part of output_tokens that was reasoning (0 when not reported)
+  seconds?: string;              // audio length, a decimal string (transcription and speech billed by the second)
+  characters?: number;           // characters read aloud (speech billed by the character)
 }
 
 export type UsageResult = { ok: true; usage: NormalizedUsage } | { ok: false; path: string; message: string };
 
-type UsageShape = 'openai_chat' | 'openai_responses' | 'anthropic' | 'gemini';
+type UsageShape = 'openai_chat' | 'openai_responses' | 'anthropic' | 'gemini' | 'audio';
 
 // Keys only one shape uses. A key holding null or undefined counts as absent.
 const SHAPE_KEYS: Readonly<Record<UsageShape, readonly string[]>> = {
@@ -40,6 +47,7 @@ const SHAPE_KEYS: Readonly<Record<UsageShape, readonly string[]>> = {
   openai_chat: ['prompt_tokens', 'completion_tokens', 'prompt_tokens_details', 'completion_tokens_details'],
   openai_responses: ['input_tokens_details', 'output_tokens_details'],
   anthropic: ['cache_read_input_tokens', 'cache_creation_input_tokens'],
+  audio: ['seconds', 'characters'],
 };
 
 // input_tokens / output_tokens belong to both Responses and Anthropic, so they do not
@@ -51,8 +59,9 @@ const ACCEPTED_SHAPES_MESSAGE =
   'prompt_tokens/completion_tokens (OpenAI Chat Completions and Completions), ' +
   'input_tokens/output_tokens with input_tokens_details/output_tokens_details (OpenAI Responses), ' +
   'input_tokens/output_tokens with cache_read_input_tokens/cache_creation_input_tokens (Anthropic Messages), ' +
-  'and promptTokenCount/candidatesTokenCount/thoughtsTokenCount/cachedContentTokenCount ' +
-  '(Gemini usageMetadata, alone or under a usageMetadata key)';
+  'promptTokenCount/candidatesTokenCount/thoughtsTokenCount/cachedContentTokenCount ' +
+  '(Gemini usageMetadata, alone or under a usageMetadata key), ' +
+  'and seconds or characters (audio transcription and speech)';
 
 // Thrown inside this module only, so that a failed read stops at its first bad field;
 // normalizeUsage turns it into a result. No parameter property: type stripping cannot erase one.
@@ -77,9 +86,14 @@ export function normalizeUsage(usage: Record<string, unknown>): UsageResult {
   }
 }
 
-/** Tokens that count against a tokens-per-minute limit: every input, cached or not, plus every output token. */
+/** Every token of a call: all input, cached or not, plus all output. */
 export function totalTokens(u: NormalizedUsage): number {
   return u.input_tokens + u.cache_read_tokens + u.cache_creation_tokens + u.output_tokens;
+}
+
+/** Input tokens that rate limits count: cache reads are not counted (as Anthropic meters ITPM), cache writes are. */
+export function rateLimitedInputTokens(u: NormalizedUsage): number {
+  return u.input_tokens + u.cache_creation_tokens;
 }
 
 function readUsage(usage: Record<string, unknown>): NormalizedUsage {
@@ -97,6 +111,8 @@ function readUsage(usage: Record<string, unknown>): NormalizedUsage {
       return readAnthropic(usage);
     case 'gemini':
       return readGemini(usage, '');
+    case 'audio':
+      return readAudio(usage);
   }
 }
 
@@ -108,7 +124,7 @@ function detectShape(usage: Record<string, unknown>): UsageShape {
   });
   const sharedKey = firstPresent(SHARED_INPUT_OUTPUT_KEYS);
   const sharedKeyClashes =
-    sharedKey !== undefined && marked.some(({ shape }) => shape === 'gemini' || shape === 'openai_chat');
+    sharedKey !== undefined && marked.some(({ shape }) => shape === 'gemini' || shape === 'openai_chat' || shape === 'audio');
   if (marked.length > 1 || sharedKeyClashes) {
     const keys = [...marked.map(({ key }) => key), ...(sharedKey === undefined ? [] : [sharedKey])];
     throw new UsageError('', `usage mixes fields of different providers' formats (${keys.join(', ')}); it must follow one format`);
@@ -171,6 +187,23 @@ function readGemini(metadata: Record<string, unknown>, pathPrefix: string): Norm
     output_tokens: candidatesTokens + thoughtsTokens,
     reasoning_tokens: thoughtsTokens,
   };
+}
+
+// Audio billed by length: no tokens, so token limits count none.
+function readAudio(usage: Record<string, unknown>): NormalizedUsage {
+  const audio: NormalizedUsage = { input_tokens: 0, cache_read_tokens: 0, cache_creation_tokens: 0, output_tokens: 0, reasoning_tokens: 0 };
+  if (isPresent(usage.seconds)) audio.seconds = readSeconds(usage.seconds);
+  if (isPresent(usage.characters)) audio.characters = readCount(usage, 'characters', '');
+  return audio;
+}
+
+/** Seconds of audio: a non-negative decimal (a JSON number or a decimal string), kept exact as text. */
+function readSeconds(value: unknown): string {
+  const parsed = typeof value === 'number' ? decimalFromNumber(value) : typeof value === 'string' ? parseDecimal(value) : null;
+  if (!parsed?.ok || parsed.value.startsWith('-')) {
+    throw new UsageError('seconds', `seconds must be a non-negative number, got ${describe(value)}`);
+  }
+  return parsed.value;
 }
 
 function isPresent(value: unknown): boolean {

@@ -15,8 +15,11 @@ create table spendgate.models (
   updated_at timestamptz not null default now()
 );
 
--- Configured limits. `model = ''` is the scope-wide limit; any other value limits the scope's use of that model.
--- A model limit without its own budget_duration follows the scope's.
+-- Configured limits, one row per part of a scope. `model` names the part:
+--   ''          the scope itself;
+--   a model     the scope's use of that model (a model limit without its own budget_duration follows the scope's);
+--   '@<n>'      the scope's budget window n (1, 2, ...): one more budget with its own period, enforced with the others.
+-- Model names never start with '@' (the API refuses them), so the three cannot collide.
 create table spendgate.limits (
   kind            text not null,
   id              text not null,
@@ -24,15 +27,28 @@ create table spendgate.limits (
   max_budget      numeric check (max_budget >= 0),
   soft_budget     numeric check (soft_budget >= 0),
   budget_duration text check (budget_duration in ('1h', '24h', '1d', '7d', '30d', '1mo')),  -- 24h = 1d
-  -- Fixed-length periods are counted from this instant; calendar months ignore it.
+  -- How periods are laid out: 'rolling' counts from budget_anchor (when the duration was set), 'anchor' from a
+  -- billing anchor the caller gave (budget_anchor), 'calendar' from UTC calendar boundaries.
+  budget_align    text check (budget_align in ('rolling', 'anchor', 'calendar')),
   budget_anchor   timestamptz,
+  -- strict: a hold must fit whole; fit: a hold shrinks to what remains when something does.
+  admission       text not null default 'strict' check (admission in ('strict', 'fit')),
   rpm             integer check (rpm >= 0),
   tpm             bigint check (tpm >= 0),
+  itpm            bigint check (itpm >= 0),  -- input tokens per window, as Anthropic meters them
+  otpm            bigint check (otpm >= 0),  -- output tokens per window
   max_parallel    integer check (max_parallel >= 0),
   created_at      timestamptz not null,
   updated_at      timestamptz not null,
   primary key (kind, id, model)
 );
+
+-- Settings every instance must agree on, so they live in the database: one row.
+create table spendgate.settings (
+  singleton           boolean primary key default true check (singleton),
+  rate_window_seconds integer not null default 60 check (rate_window_seconds between 1 and 3600)
+);
+insert into spendgate.settings default values;
 
 -- Running totals, one row per scope ever named (model = '') and per scope + model that has a model limit.
 create table spendgate.counters (
@@ -48,8 +64,12 @@ create table spendgate.counters (
   window_start  timestamptz,
   requests_cur  integer not null default 0,
   requests_prev integer not null default 0,
-  tokens_cur    bigint not null default 0,
+  tokens_cur    bigint not null default 0,   -- what TPM counts (SPENDGATE_TPM_COUNT)
   tokens_prev   bigint not null default 0,
+  itokens_cur   bigint not null default 0,   -- input tokens (ITPM)
+  itokens_prev  bigint not null default 0,
+  otokens_cur   bigint not null default 0,   -- output tokens (OTPM)
+  otokens_prev  bigint not null default 0,
   first_seen    timestamptz not null,
   primary key (kind, id, model)
 );
@@ -61,7 +81,9 @@ create table spendgate.reservations (
   model           text,             -- as the caller named it
   model_entry     jsonb,            -- the price-table entry used, as it was at reserve time
   reserved_cost   numeric not null check (reserved_cost >= 0),
-  reserved_tokens bigint not null check (reserved_tokens >= 0),
+  reserved_tokens bigint not null check (reserved_tokens >= 0),         -- what TPM counts
+  reserved_input_tokens  bigint not null default 0 check (reserved_input_tokens >= 0),
+  reserved_output_tokens bigint not null default 0 check (reserved_output_tokens >= 0),
   estimate        jsonb not null,   -- how reserved_cost and reserved_tokens were reached
   idempotency_key text unique,
   request_hash    text,
@@ -73,6 +95,8 @@ create table spendgate.reservations (
   expired_at      timestamptz,
   actual_cost     numeric check (actual_cost >= 0),
   actual_tokens   bigint check (actual_tokens >= 0),
+  actual_input_tokens  bigint check (actual_input_tokens >= 0),
+  actual_output_tokens bigint check (actual_output_tokens >= 0),
   usage           jsonb,            -- the usage as normalized for pricing
   cost_source     text,             -- caller | usage | hold
   settle_hash     text
@@ -96,13 +120,54 @@ create index reservation_counters_by_counter on spendgate.reservation_counters (
 -- A counter's key; arrays of it name the counters one call locks, always sorted by spendgate.sorted_keys().
 create type spendgate.counter_key as (kind text, id text, model text);
 
--- A limit as it applies to one counter (a model limit with the scope's budget_duration filled in).
+-- Token counts a hold moves: what TPM counts, input tokens (ITPM), output tokens (OTPM).
+create type spendgate.token_counts as (tokens bigint, input bigint, output bigint);
+
+-- A limit as it applies to one counter (a model limit with the scope's budget period filled in).
 create type spendgate.scope_limit as (
   max_budget      numeric,
   soft_budget     numeric,
   budget_duration text,
+  budget_align    text,
   budget_anchor   timestamptz,
+  admission       text,
   rpm             integer,
   tpm             bigint,
+  itpm            bigint,
+  otpm            bigint,
   max_parallel    integer
 );
+
+-- Threshold crossings, recorded once per counter and budget period in the transaction that crossed them
+-- (soft_budget, budget_80, budget_100), and budget refusals (budget_refused, once per counter and period). This
+-- is also the webhook outbox: delivered_at, attempts and next_attempt_at belong to the deliverer.
+create table spendgate.events (
+  event_id        uuid primary key,
+  type            text not null check (type in ('soft_budget', 'budget_80', 'budget_100', 'budget_refused')),
+  kind            text not null,
+  id              text not null,
+  model           text not null,
+  period_start    timestamptz,  -- null for a budget without a period
+  created_at      timestamptz not null,
+  details         jsonb not null,
+  delivered_at    timestamptz,
+  attempts        integer not null default 0,
+  next_attempt_at timestamptz
+);
+create unique index events_once_per_period
+  on spendgate.events (kind, id, model, type, coalesce(period_start, '-infinity'));
+create index events_newest on spendgate.events (created_at desc, event_id);
+create index events_undelivered on spendgate.events (next_attempt_at) where delivered_at is null;
+
+-- Refused reserves, kept a day: a retry with the same idempotency key gets the same refusal (as TigerBeetle
+-- answers a failed transfer id), so a client looping on one key cannot slip in when a window turns.
+create table spendgate.refusals (
+  refusal_id      uuid primary key,
+  idempotency_key text unique,
+  request_hash    text,
+  type            text not null,
+  scope           jsonb,
+  created_at      timestamptz not null,
+  answer          jsonb not null
+);
+create index refusals_by_age on spendgate.refusals (created_at);

@@ -23,19 +23,33 @@ language sql immutable as $$
   select jsonb_build_object('error', jsonb_build_object('type', p_type, 'message', p_message) || p_details)
 $$;
 
+-- A counter named for callers: {kind, id}, with the model of a model limit or the number of a budget window.
 create function spendgate.scope_ref(p_kind text, p_id text, p_model text) returns jsonb
 language sql immutable as $$
   select jsonb_build_object('kind', p_kind, 'id', p_id)
-         || case when p_model <> '' then jsonb_build_object('model', p_model) else '{}' end
+         || case when p_model like '@%' then jsonb_build_object('window', substr(p_model, 2)::integer)
+                 when p_model <> '' then jsonb_build_object('model', p_model) else '{}' end
 $$;
 
 create function spendgate.scope_name(p_kind text, p_id text, p_model text) returns text
 language sql immutable as $$
-  select p_kind || ' ' || p_id || case when p_model <> '' then ' on model ' || p_model else '' end
+  select p_kind || ' ' || p_id || case when p_model like '@%' then ' (budget window ' || substr(p_model, 2) || ')'
+                                       when p_model <> '' then ' on model ' || p_model else '' end
 $$;
 
--- Budget periods. Fixed lengths count from the limit's anchor; '1mo' is the calendar month in UTC. Fixed lengths
--- are in hours, never days: adding a day to a timestamptz follows the session's time zone across daylight saving.
+-- The counter key of a scope_ref.
+create function spendgate.ref_model(p_ref jsonb) returns text
+language sql immutable as $$
+  select coalesce(p_ref ->> 'model', '@' || (p_ref ->> 'window'), '')
+$$;
+
+-- Budget periods. A period is laid out by its limit's alignment:
+--   rolling   periods of the duration counted from budget_anchor (the moment the duration was set);
+--   anchor    the same, from a billing anchor the caller gave ("monthly from the 15th");
+--   calendar  UTC calendar boundaries: the hour, the day, the ISO week (from Monday), the month.
+-- Fixed lengths are in hours, never days: adding a day to a timestamptz follows the session's time zone across
+-- daylight saving. Months are counted in UTC from the anchor, so an anchor on the 31st gives the last day of
+-- shorter months and the 31st again after them.
 create function spendgate.duration_interval(p_duration text) returns interval
 language sql immutable as $$
   select case p_duration
@@ -44,30 +58,65 @@ language sql immutable as $$
     when '30d' then interval '720 hours' when '1mo' then interval '1 month' end
 $$;
 
-create function spendgate.period_start(p_duration text, p_anchor timestamptz, p_at timestamptz) returns timestamptz
-language sql stable as $$
+-- The n-th month after an anchor, in UTC.
+create function spendgate.months_after(p_anchor timestamptz, p_months integer) returns timestamptz
+language sql immutable as $$
+  select ((p_anchor at time zone 'UTC') + make_interval(months => p_months)) at time zone 'UTC'
+$$;
+
+-- Whole months from the anchor to p_at (the number of the period p_at is in).
+create function spendgate.months_since(p_anchor timestamptz, p_at timestamptz) returns integer
+language plpgsql immutable as $$
+declare
+  n integer := ((extract(year from p_at at time zone 'UTC') - extract(year from p_anchor at time zone 'UTC')) * 12
+                + extract(month from p_at at time zone 'UTC') - extract(month from p_anchor at time zone 'UTC'))::integer;
+begin
+  if spendgate.months_after(p_anchor, n) > p_at then n := n - 1; end if;
+  return n;
+end $$;
+
+create function spendgate.period_start(p_duration text, p_align text, p_anchor timestamptz, p_at timestamptz)
+returns timestamptz language sql immutable as $$
   select case
     when p_duration is null then null
-    when p_duration = '1mo' then date_trunc('month', p_at, 'UTC')
+    when p_align = 'calendar' then
+      case p_duration when '1h' then date_trunc('hour', p_at, 'UTC')
+                      when '7d' then date_trunc('week', p_at, 'UTC')
+                      when '1mo' then date_trunc('month', p_at, 'UTC')
+                      else date_trunc('day', p_at, 'UTC') end
+    when p_duration = '1mo' then spendgate.months_after(p_anchor, spendgate.months_since(p_anchor, p_at))
     else p_anchor + (floor(extract(epoch from p_at - p_anchor)
                            / extract(epoch from spendgate.duration_interval(p_duration)))
                      * extract(epoch from spendgate.duration_interval(p_duration)))::float8 * interval '1 second'
   end
 $$;
 
-create function spendgate.period_end(p_duration text, p_start timestamptz) returns timestamptz
-language sql immutable as $$
-  select case when p_duration = '1mo' then ((p_start at time zone 'UTC') + interval '1 month') at time zone 'UTC'
-              else p_start + spendgate.duration_interval(p_duration) end
+create function spendgate.period_end(p_duration text, p_align text, p_anchor timestamptz, p_start timestamptz)
+returns timestamptz language sql immutable as $$
+  select case
+    when p_duration is null or p_start is null then null
+    when p_duration = '1mo' and p_align = 'calendar' then spendgate.months_after(p_start, 1)
+    when p_duration = '1mo' then spendgate.months_after(p_anchor, spendgate.months_since(p_anchor, p_start) + 1)
+    else p_start + spendgate.duration_interval(p_duration)
+  end
 $$;
 
--- Rate windows: fixed windows aligned to the epoch, read with the two-window weighted approximation
--- (used = prev × unexpired share of the window + cur), which assumes the previous window's requests were spread
--- evenly. It never counts less than the current window alone.
-create function spendgate.rate_window() returns integer language sql immutable as $$ select 60 $$;
+-- When the counter next rolls: the end of the period p_at is in under the limit's layout now. Not period_end of
+-- the counter's own period_start, which after a change of layout may lie off the new boundaries (a rolling day
+-- begun at 10:00, switched to calendar days, rolls at midnight, not at 10:00).
+create function spendgate.next_reset(p_duration text, p_align text, p_anchor timestamptz, p_at timestamptz)
+returns timestamptz language sql immutable as $$
+  select spendgate.period_end(p_duration, p_align, p_anchor, spendgate.period_start(p_duration, p_align, p_anchor, p_at))
+$$;
+
+-- Rate windows: fixed windows of spendgate.settings.rate_window_seconds (60 unless configured), aligned to the
+-- epoch, read with the two-window weighted approximation (used = prev × unexpired share of the window + cur), which
+-- assumes the previous window's requests were spread evenly. It never counts less than the current window alone.
+create function spendgate.rate_window() returns integer
+language sql stable as $$ select rate_window_seconds from spendgate.settings $$;
 
 create function spendgate.window_start(p_at timestamptz) returns timestamptz
-language sql immutable as $$
+language sql stable as $$
   select to_timestamp((floor(extract(epoch from p_at) / spendgate.rate_window()) * spendgate.rate_window())::float8)
 $$;
 
@@ -77,7 +126,7 @@ create function spendgate.window_elapsed(p_window_start timestamptz, p_at timest
 language sql immutable as $$ select extract(epoch from greatest(p_at, p_window_start) - p_window_start) $$;
 
 create function spendgate.window_used(p_prev bigint, p_cur bigint, p_window_start timestamptz, p_at timestamptz)
-returns numeric language sql immutable as $$
+returns numeric language sql stable as $$
   select p_prev * (spendgate.rate_window() - spendgate.window_elapsed(p_window_start, p_at)) / spendgate.rate_window()
          + p_cur
 $$;
@@ -85,7 +134,7 @@ $$;
 -- Seconds until `need` more fits under `lim`, assuming no other traffic; null when it never will (need > lim).
 create function spendgate.window_wait(p_prev bigint, p_cur bigint, p_need bigint, p_lim bigint,
                                       p_window_start timestamptz, p_at timestamptz)
-returns integer language plpgsql immutable as $$
+returns integer language plpgsql stable as $$
 declare
   w numeric := spendgate.rate_window();
   e numeric := spendgate.window_elapsed(p_window_start, p_at);
@@ -104,24 +153,26 @@ end $$;
 
 -- Seconds until the window forgets everything counted so far (OpenAI's x-ratelimit-reset-*).
 create function spendgate.window_reset(p_prev bigint, p_cur bigint, p_window_start timestamptz, p_at timestamptz)
-returns integer language sql immutable as $$
+returns integer language sql stable as $$
   select ceil(case when p_cur > 0 then 2 * spendgate.rate_window() - spendgate.window_elapsed(p_window_start, p_at)
                    when p_prev > 0 then spendgate.rate_window() - spendgate.window_elapsed(p_window_start, p_at)
                    else 0 end)::integer
 $$;
 
--- The limit that applies to one counter: a model limit takes the scope's budget_duration unless it has its own.
+-- The limit that applies to one counter: a model limit takes the scope's budget period unless it has its own.
 create function spendgate.effective_limit(p_kind text, p_id text, p_model text) returns spendgate.scope_limit
 language plpgsql stable as $$
 begin
   return (
-    select row(l.max_budget, l.soft_budget,
-               coalesce(l.budget_duration, s.budget_duration),
-               case when l.budget_duration is not null then l.budget_anchor else s.budget_anchor end,
-               l.rpm, l.tpm, l.max_parallel)::spendgate.scope_limit
+    select row(l.max_budget, l.soft_budget, p.budget_duration, p.budget_align, p.budget_anchor,
+               coalesce(l.admission, 'strict'), l.rpm, l.tpm, l.itpm, l.otpm, l.max_parallel)::spendgate.scope_limit
     from (select) one
     left join spendgate.limits l on l.kind = p_kind and l.id = p_id and l.model = p_model
-    left join spendgate.limits s on p_model <> '' and s.kind = p_kind and s.id = p_id and s.model = '');
+    left join spendgate.limits s on p_model <> '' and p_model not like '@%' and s.kind = p_kind and s.id = p_id
+                                and s.model = ''
+    -- Whose period applies: the part's own when it has a duration, else its scope's.
+    cross join lateral (select case when l.budget_duration is not null or s.kind is null then l else s end) p0(p)
+    cross join lateral (select (p0.p).budget_duration, (p0.p).budget_align, (p0.p).budget_anchor) p);
 end $$;
 
 -- A counter as it stands at p_at: spend restarts when a new budget period has begun, and the rate windows slide.
@@ -129,8 +180,9 @@ end $$;
 create function spendgate.rolled(c spendgate.counters, l spendgate.scope_limit, p_at timestamptz)
 returns spendgate.counters language plpgsql stable as $$
 declare
-  p timestamptz := spendgate.period_start(l.budget_duration, l.budget_anchor, p_at);
+  p timestamptz := spendgate.period_start(l.budget_duration, l.budget_align, l.budget_anchor, p_at);
   w timestamptz := spendgate.window_start(p_at);
+  adjacent boolean;
 begin
   if p is not null and (c.period_start is null or p > c.period_start) then
     c.period_start := p;
@@ -138,26 +190,42 @@ begin
   end if;
   -- Only forwards: a call stamped before the current window (it waited on a lock) is counted in it.
   if c.window_start is null or w > c.window_start then
-    if c.window_start = w - make_interval(secs => spendgate.rate_window()) then
-      c.requests_prev := c.requests_cur;
-      c.tokens_prev := c.tokens_cur;
-    else
-      c.requests_prev := 0;
-      c.tokens_prev := 0;
-    end if;
+    adjacent := c.window_start = w - make_interval(secs => spendgate.rate_window());
+    c.requests_prev := case when adjacent then c.requests_cur else 0 end;
+    c.tokens_prev := case when adjacent then c.tokens_cur else 0 end;
+    c.itokens_prev := case when adjacent then c.itokens_cur else 0 end;
+    c.otokens_prev := case when adjacent then c.otokens_cur else 0 end;
     c.requests_cur := 0;
     c.tokens_cur := 0;
+    c.itokens_cur := 0;
+    c.otokens_cur := 0;
     c.window_start := w;
   end if;
   return c;
 end $$;
 
--- A counter after a change. Token changes go to the window the hold was counted in while that window still
--- counts (current or previous), and nowhere once it has slid out.
+-- A window count after adding d, for a hold counted in p_token_window: the change goes to that window while it
+-- still counts (current or previous), and nowhere once it has slid out.
+create function spendgate.window_add(p_cur bigint, p_prev bigint, d bigint, p_window_start timestamptz,
+                                     p_token_window timestamptz, out cur bigint, out prev bigint)
+language plpgsql stable as $$
+begin
+  cur := p_cur;
+  prev := p_prev;
+  if d = 0 then return; end if;
+  if p_token_window is null or p_token_window = p_window_start then
+    cur := greatest(0, p_cur + d);
+  elsif p_token_window = p_window_start - make_interval(secs => spendgate.rate_window()) then
+    prev := greatest(0, p_prev + d);
+  end if;
+end $$;
+
+-- A counter after a change.
 create function spendgate.changed(c spendgate.counters, p_at timestamptz,
                                   d_spend numeric default 0, d_reserved numeric default 0,
                                   d_in_flight integer default 0, d_requests integer default 0,
-                                  d_tokens bigint default 0, p_token_window timestamptz default null)
+                                  d_tokens spendgate.token_counts default row(0, 0, 0),
+                                  p_token_window timestamptz default null)
 returns spendgate.counters language plpgsql stable as $$
 begin
   c := spendgate.rolled(c, spendgate.effective_limit(c.kind, c.id, c.model), p_at);
@@ -165,13 +233,12 @@ begin
   c.reserved := c.reserved + d_reserved;
   c.in_flight := c.in_flight + d_in_flight;
   c.requests_cur := c.requests_cur + d_requests;
-  if d_tokens <> 0 then
-    if p_token_window is null or p_token_window = c.window_start then
-      c.tokens_cur := greatest(0, c.tokens_cur + d_tokens);
-    elsif p_token_window = c.window_start - make_interval(secs => spendgate.rate_window()) then
-      c.tokens_prev := greatest(0, c.tokens_prev + d_tokens);
-    end if;
-  end if;
+  select cur, prev into c.tokens_cur, c.tokens_prev
+    from spendgate.window_add(c.tokens_cur, c.tokens_prev, d_tokens.tokens, c.window_start, p_token_window);
+  select cur, prev into c.itokens_cur, c.itokens_prev
+    from spendgate.window_add(c.itokens_cur, c.itokens_prev, d_tokens.input, c.window_start, p_token_window);
+  select cur, prev into c.otokens_cur, c.otokens_prev
+    from spendgate.window_add(c.otokens_cur, c.otokens_prev, d_tokens.output, c.window_start, p_token_window);
   return c;
 end $$;
 
@@ -218,57 +285,92 @@ returns jsonb language plpgsql stable as $$
 declare
   requests numeric;
   tokens numeric;
-  resets timestamptz;
+  itokens numeric;
+  otokens numeric;
 begin
   c := spendgate.rolled(c, l, p_at);
   requests := spendgate.window_used(c.requests_prev, c.requests_cur, c.window_start, p_at);
   tokens := spendgate.window_used(c.tokens_prev, c.tokens_cur, c.window_start, p_at);
-  resets := spendgate.period_end(l.budget_duration, c.period_start);
+  itokens := spendgate.window_used(c.itokens_prev, c.itokens_cur, c.window_start, p_at);
+  otokens := spendgate.window_used(c.otokens_prev, c.otokens_cur, c.window_start, p_at);
   return jsonb_build_object(
     'max_budget', spendgate.money(l.max_budget),
     'soft_budget', spendgate.money(l.soft_budget),
     'budget_duration', l.budget_duration,
-    'rpm', l.rpm, 'tpm', l.tpm, 'max_parallel', l.max_parallel,
+    'budget_align', l.budget_align,
+    'budget_anchor', case when l.budget_align = 'anchor' then spendgate.iso(l.budget_anchor) end,
+    'admission', l.admission,
+    'rpm', l.rpm, 'tpm', l.tpm, 'itpm', l.itpm, 'otpm', l.otpm, 'max_parallel', l.max_parallel,
     'spend', spendgate.money(c.spend),
     'reserved', spendgate.money(c.reserved),
     'remaining', case when l.max_budget is not null
                       then spendgate.money(greatest(l.max_budget - c.spend - c.reserved, 0)) end,
     'period_start', spendgate.iso(c.period_start),
-    'resets_at', spendgate.iso(resets),
+    'resets_at', spendgate.iso(spendgate.next_reset(l.budget_duration, l.budget_align, l.budget_anchor, p_at)),
     'requests_in_window', ceil(requests)::bigint,
     'tokens_in_window', ceil(tokens)::bigint,
+    'input_tokens_in_window', ceil(itokens)::bigint,
+    'output_tokens_in_window', ceil(otokens)::bigint,
     'in_flight', c.in_flight,
     'requests_remaining', case when l.rpm is not null then greatest(floor(l.rpm - requests), 0)::bigint end,
     'tokens_remaining', case when l.tpm is not null then greatest(floor(l.tpm - tokens), 0)::bigint end,
+    'input_tokens_remaining', case when l.itpm is not null then greatest(floor(l.itpm - itokens), 0)::bigint end,
+    'output_tokens_remaining', case when l.otpm is not null then greatest(floor(l.otpm - otokens), 0)::bigint end,
     'requests_reset_seconds', spendgate.window_reset(c.requests_prev, c.requests_cur, c.window_start, p_at),
     'tokens_reset_seconds', spendgate.window_reset(c.tokens_prev, c.tokens_cur, c.window_start, p_at));
 end $$;
 
+-- A rate limit's refusal (rpm, tpm, itpm, otpm), as a 429 error; null when `need` more fits.
+create function spendgate.rate_refusal(p_scope jsonb, p_name text, p_limit_type text, p_limit bigint,
+                                       p_prev bigint, p_cur bigint, p_need bigint, p_window_start timestamptz,
+                                       p_at timestamptz)
+returns jsonb language plpgsql stable as $$
+declare
+  used numeric := spendgate.window_used(p_prev, p_cur, p_window_start, p_at);
+  wait integer;
+  unit text := case p_limit_type when 'rpm' then 'requests' when 'itpm' then 'input tokens'
+                                 when 'otpm' then 'output tokens' else 'tokens' end;
+begin
+  if p_limit is null or used + p_need <= p_limit then return null; end if;
+  wait := spendgate.window_wait(p_prev, p_cur, p_need, p_limit, p_window_start, p_at);
+  return spendgate.error('rate_limit_exceeded',
+    format('%s has used %s of its %s %s per %s s%s.', p_name, ceil(used), p_limit, unit, spendgate.rate_window(),
+           case when p_limit_type = 'rpm' then '' else format(' and this request holds %s', p_need) end)
+      || case when wait is not null then format(' Retry in %s s.', wait)
+              when p_limit_type = 'rpm' then ' Its rpm is 0: no request can be admitted.'
+              else ' The request alone is larger than the limit: lower max_tokens or shorten it.' end,
+    jsonb_build_object('scope', p_scope, 'limit_type', p_limit_type, 'limit', p_limit, 'used', ceil(used)::bigint,
+                       'requested', p_need))
+    || jsonb_build_object('retry_after', wait);
+end $$;
+
 -- The first limit of one counter that a hold of p_cost and p_tokens would break, as a 429 error; else null.
--- Budgets are strict: the hold must fit whole, and a scope at or past its budget refuses everything.
+-- Budgets are strict: the hold must fit whole, and a scope at or past its budget refuses everything (a 'fit'
+-- budget's hold has already been shrunk to what remains, see reserve).
 create function spendgate.refusal(c spendgate.counters, l spendgate.scope_limit, p_cost numeric,
-                                  p_tokens bigint, p_at timestamptz)
+                                  p_tokens spendgate.token_counts, p_at timestamptz)
 returns jsonb language plpgsql stable as $$
 declare
   scope jsonb := spendgate.scope_ref(c.kind, c.id, c.model);
   name text := spendgate.scope_name(c.kind, c.id, c.model);
-  used numeric;
   resets timestamptz;
-  wait integer;
 begin
   c := spendgate.rolled(c, l, p_at);
   if l.max_budget is not null
      and (c.spend + c.reserved >= l.max_budget or c.spend + c.reserved + p_cost > l.max_budget) then
-    resets := spendgate.period_end(l.budget_duration, c.period_start);
+    resets := spendgate.next_reset(l.budget_duration, l.budget_align, l.budget_anchor, p_at);
     return spendgate.error('budget_exceeded',
       format('The budget of %s cannot hold this reservation: spend %s + reserved %s + requested %s exceeds max_budget %s.%s',
              name, spendgate.money(c.spend), spendgate.money(c.reserved), spendgate.money(p_cost),
              spendgate.money(l.max_budget),
              case when resets is null then ' It does not reset; raise max_budget or wait for holds to finish.'
                   else ' It resets at ' || spendgate.iso(resets) || '.' end),
-      jsonb_build_object('scope', scope, 'max_budget', spendgate.money(l.max_budget),
+      jsonb_build_object('scope', scope, 'limit_type', 'max_budget', 'limit', spendgate.money(l.max_budget),
+                         'used', spendgate.money(c.spend + c.reserved),
+                         'max_budget', spendgate.money(l.max_budget),
                          'spend', spendgate.money(c.spend), 'reserved', spendgate.money(c.reserved),
-                         'requested', spendgate.money(p_cost), 'resets_at', spendgate.iso(resets)))
+                         'requested', spendgate.money(p_cost), 'budget_duration', l.budget_duration,
+                         'period_start', spendgate.iso(c.period_start), 'resets_at', spendgate.iso(resets)))
       || jsonb_build_object('retry_after', ceil(extract(epoch from resets - p_at))::integer);
   end if;
   if l.max_parallel is not null and c.in_flight + 1 > l.max_parallel then
@@ -278,31 +380,9 @@ begin
       jsonb_build_object('scope', scope, 'limit_type', 'max_parallel', 'limit', l.max_parallel,
                          'used', c.in_flight));
   end if;
-  if l.rpm is not null then
-    used := spendgate.window_used(c.requests_prev, c.requests_cur, c.window_start, p_at);
-    if used + 1 > l.rpm then
-      wait := spendgate.window_wait(c.requests_prev, c.requests_cur, 1, l.rpm, c.window_start, p_at);
-      return spendgate.error('rate_limit_exceeded',
-        format('%s has used %s of its %s requests per minute.', name, ceil(used), l.rpm)
-          || case when wait is null then ' Its rpm is 0: no request can be admitted.'
-                  else format(' Retry in %s s.', wait) end,
-        jsonb_build_object('scope', scope, 'limit_type', 'rpm', 'limit', l.rpm, 'used', ceil(used)::bigint))
-        || jsonb_build_object('retry_after', wait);
-    end if;
-  end if;
-  if l.tpm is not null then
-    used := spendgate.window_used(c.tokens_prev, c.tokens_cur, c.window_start, p_at);
-    if used + p_tokens > l.tpm then
-      wait := spendgate.window_wait(c.tokens_prev, c.tokens_cur, p_tokens, l.tpm, c.window_start, p_at);
-      return spendgate.error('rate_limit_exceeded',
-        format('%s has used %s of its %s tokens per minute and this request holds %s.',
-               name, ceil(used), l.tpm, p_tokens)
-          || case when wait is null then ' The request alone is larger than the limit: lower max_tokens or shorten it.'
-                  else format(' Retry in %s s.', wait) end,
-        jsonb_build_object('scope', scope, 'limit_type', 'tpm', 'limit', l.tpm, 'used', ceil(used)::bigint,
-                           'requested', p_tokens))
-        || jsonb_build_object('retry_after', wait);
-    end if;
-  end if;
-  return null;
+  return coalesce(
+    spendgate.rate_refusal(scope, name, 'rpm', l.rpm, c.requests_prev, c.requests_cur, 1, c.window_start, p_at),
+    spendgate.rate_refusal(scope, name, 'tpm', l.tpm, c.tokens_prev, c.tokens_cur, p_tokens.tokens, c.window_start, p_at),
+    spendgate.rate_refusal(scope, name, 'itpm', l.itpm, c.itokens_prev, c.itokens_cur, p_tokens.input, c.window_start, p_at),
+    spendgate.rate_refusal(scope, name, 'otpm', l.otpm, c.otokens_prev, c.otokens_cur, p_tokens.output, c.window_start, p_at));
 end $$;

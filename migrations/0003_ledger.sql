@@ -34,14 +34,64 @@ create trigger reservations_state_machine
   for each row when (old.status is distinct from new.status)
   execute function spendgate.enforce_transition();
 
--- Price-table lookup: the exact name, else the name without its provider prefix ("openai/gpt-4o" → "gpt-4o").
+-- A model name and every shorter name left after dropping leading "provider/" segments, longest first:
+-- "openrouter/openai/gpt-4o" → {openrouter/openai/gpt-4o, openai/gpt-4o, gpt-4o}.
+create function spendgate.model_name_candidates(p_name text) returns text[]
+language sql immutable as $$
+  select array_agg(array_to_string(parts[i:], '/') order by i)
+    from string_to_array(p_name, '/') parts, generate_subscripts(parts, 1) i
+$$;
+
+-- Price-table lookup: the longest candidate name that has an entry, so a table holding both
+-- "openrouter/openai/gpt-4o" and "gpt-4o" prices each route as its own.
 create function spendgate.find_model(p_name text) returns table (name text, entry jsonb)
 language sql stable as $$
   select m.name, m.entry from spendgate.models m
-   where m.name = p_name or (p_name like '%/%' and m.name = substr(p_name, strpos(p_name, '/') + 1))
-   order by m.name = p_name desc
+   where m.name = any (spendgate.model_name_candidates(p_name))
+   order by length(m.name) desc
    limit 1
 $$;
+
+-- The entry as priced for a prompt of p_prompt_tokens (input, cached or not): a whole request is billed at one tier,
+-- chosen by its prompt size, so the tier's rates replace the base ones for every token of it.
+--   tiered_pricing: [{range: [lo, hi], input_cost_per_token, ...}] — the first tier whose hi the prompt does not
+--     pass; a prompt past every range takes the last tier.
+--   <field>_above_<N>k_tokens: replaces <field> when the prompt has more than N×1000 tokens; the highest N passed
+--     wins.
+-- The result says which tier it chose under "price_tier" (null: the base prices).
+create function spendgate.tier_entry(p_entry jsonb, p_prompt_tokens numeric) returns jsonb
+language plpgsql immutable as $$
+declare
+  tiers jsonb := p_entry -> 'tiered_pricing';
+  tier jsonb;
+  tier_no bigint;
+  above record;
+  result jsonb := p_entry;
+  chosen text;
+begin
+  if p_entry is null then return null; end if;
+  if jsonb_typeof(tiers) = 'array' and jsonb_array_length(tiers) > 0 then
+    select t, ord into tier, tier_no
+      from jsonb_array_elements(tiers) with ordinality x(t, ord)
+     order by coalesce(p_prompt_tokens > (t -> 'range' ->> 1)::numeric, true), ord
+     limit 1;
+    if coalesce(p_prompt_tokens > (tier -> 'range' ->> 1)::numeric, true) then
+      select t, ord into tier, tier_no from jsonb_array_elements(tiers) with ordinality x(t, ord) order by ord desc limit 1;
+    end if;
+    result := result || (tier - 'range');
+    chosen := format('tiered_pricing[%s]', tier_no - 1);
+  end if;
+  for above in
+    select m[1] as base, m[2] as thousands, m[2]::numeric * 1000 as threshold, e.value
+      from jsonb_each(p_entry) e, regexp_match(e.key, '^(.+)_above_(\d+)k_tokens$') m
+     where p_prompt_tokens > m[2]::numeric * 1000
+     order by threshold
+  loop
+    result := jsonb_set(result, array[above.base], above.value);
+    chosen := format('above_%sk_tokens', above.thousands);
+  end loop;
+  return result || jsonb_build_object('price_tier', chosen);
+end $$;
 
 create function spendgate.price(p_entry jsonb, p_field text) returns numeric
 language sql immutable as $$ select (p_entry ->> p_field)::numeric $$;
@@ -51,22 +101,33 @@ create function spendgate.priced(p_count numeric, p_rate numeric) returns numeri
 language sql immutable as $$ select case when p_count = 0 then 0 else p_count * p_rate end $$;
 
 -- The worst-case cost and tokens of a call, from the price-table entry (null when the model is unknown), what the
--- request body said (p_req: input_tokens, unsized_parts, max_output_tokens, n, size) and the caller's own estimate.
--- A price the entry lacks is unknown, never 0: the call then holds p_fallback.
-create function spendgate.estimate(p_entry jsonb, p_req jsonb, p_caller jsonb, p_fallback numeric)
+-- request body said (p_req: input_tokens, input_counter, unsized_parts, max_output_tokens, n, size, characters)
+-- and the caller's own estimate (cost, tokens, seconds). A price the entry lacks is unknown, never 0: the call then
+-- holds p_fallback. p_max_hold, when set, bounds the result whatever it came from.
+--
+-- Each number says where it came from: source (the cost: request, caller, fallback), output_tokens_source
+-- (max_tokens: the request's own limit; model_max: clamped to the model's max_output_tokens; default: 16384
+-- for a request without one), price_tier, and capped (true when p_max_hold cut the cost).
+create function spendgate.estimate(p_entry jsonb, p_req jsonb, p_caller jsonb, p_fallback numeric,
+                                   p_max_hold numeric)
 returns jsonb language plpgsql stable as $$
 declare
   mode text := p_entry ->> 'mode';
   n integer := coalesce((p_req ->> 'n')::integer, 1);
   max_out bigint := coalesce((p_entry ->> 'max_output_tokens')::numeric::bigint, 16384);
+  asked_out bigint := (p_req ->> 'max_output_tokens')::bigint;
   -- Parts of unknown size (images, files) count as a whole context window.
   context bigint := coalesce((p_entry ->> 'max_input_tokens')::numeric::bigint, 128000);
   input_tokens bigint := coalesce((p_req ->> 'input_tokens')::bigint, 0);
   output_tokens bigint := 0;
+  output_source text;
+  seconds numeric := (p_caller ->> 'seconds')::numeric;
+  priced jsonb;
   per_image numeric;
   pixels numeric;
   cost numeric;
   source text := 'request';
+  capped boolean := false;
 begin
   if p_req is null then
     -- Only the caller's estimate to go by.
@@ -82,18 +143,34 @@ begin
                                      spendgate.price(p_entry, 'input_cost_per_pixel'));
     end if;
     cost := n * per_image;
-  elsif mode = 'embedding' then
-    cost := spendgate.priced(input_tokens, spendgate.price(p_entry, 'input_cost_per_token'));
+  elsif mode = 'audio_transcription' then
+    -- Billed by the audio's length, which only the caller knows (the file is not in a JSON body).
+    input_tokens := 0;
+    cost := spendgate.priced(seconds, coalesce(spendgate.price(p_entry, 'input_cost_per_second'),
+                                               spendgate.price(p_entry, 'output_cost_per_second')));
+  elsif mode = 'audio_speech' and (p_entry ? 'input_cost_per_character' or p_entry ? 'output_cost_per_second') then
+    -- Text to speech: by the characters read, or by the seconds spoken when that is how the model is billed.
+    input_tokens := 0;
+    cost := case when p_entry ? 'input_cost_per_character'
+                 then spendgate.priced((p_req ->> 'characters')::numeric, spendgate.price(p_entry, 'input_cost_per_character'))
+                 else spendgate.priced(seconds, spendgate.price(p_entry, 'output_cost_per_second')) end;
+  elsif mode in ('embedding', 'moderation', 'rerank') then
+    priced := spendgate.tier_entry(p_entry, input_tokens);
+    cost := spendgate.priced(input_tokens, spendgate.price(priced, 'input_cost_per_token'));
   else
     input_tokens := input_tokens + coalesce((p_req ->> 'unsized_parts')::bigint, 0) * context;
     if p_entry ? 'max_input_tokens' then input_tokens := least(input_tokens, context); end if;
-    output_tokens := n * least(coalesce((p_req ->> 'max_output_tokens')::bigint, 16384), max_out);
-    cost := spendgate.priced(input_tokens, spendgate.price(p_entry, 'input_cost_per_token'))
+    output_tokens := n * least(coalesce(asked_out, 16384), max_out);
+    output_source := case when asked_out is null and max_out >= 16384 then 'default'
+                          when asked_out is not null and asked_out <= max_out then 'max_tokens'
+                          else 'model_max' end;
+    priced := spendgate.tier_entry(p_entry, input_tokens);
+    cost := spendgate.priced(input_tokens, spendgate.price(priced, 'input_cost_per_token'))
           -- The higher of the output and reasoning rates; no output rate means the output price is unknown.
           + spendgate.priced(output_tokens,
-                             spendgate.price(p_entry, 'output_cost_per_token')
-                             + greatest(coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token')
-                                                 - spendgate.price(p_entry, 'output_cost_per_token'), 0), 0));
+                             spendgate.price(priced, 'output_cost_per_token')
+                             + greatest(coalesce(spendgate.price(priced, 'output_cost_per_reasoning_token')
+                                                 - spendgate.price(priced, 'output_cost_per_token'), 0), 0));
   end if;
   if cost is null and p_req is not null then
     cost := p_fallback;
@@ -103,36 +180,60 @@ begin
     cost := (p_caller ->> 'cost')::numeric;
     source := 'caller';
   end if;
-  return jsonb_build_object(
+  if cost > p_max_hold then
+    cost := p_max_hold;
+    capped := true;
+  end if;
+  return jsonb_strip_nulls(jsonb_build_object(
     'cost', cost,
     'input_tokens', input_tokens,
+    'input_counter', case when input_tokens > 0 then p_req ->> 'input_counter' end,
     'output_tokens', output_tokens,
+    'output_tokens_source', output_source,
     'source', source,
+    'price_tier', priced ->> 'price_tier',
+    'capped', case when capped then true end,
     'caller_tokens', (p_caller ->> 'tokens')::bigint,
     -- A request without max_tokens gets its output token hold capped (see token_hold).
-    'output_cap_allowed', p_req is not null and p_req ->> 'max_output_tokens' is null);
+    'output_cap_allowed', p_req is not null and asked_out is null));
 end $$;
 
--- Tokens a hold counts against TPM. Without max_tokens the output part is capped at a quarter of the smallest TPM
--- limit that applies, so that a small TPM stays usable by requests that leave max_tokens out.
-create function spendgate.token_hold(p_est jsonb, p_keys spendgate.counter_key[]) returns jsonb
+-- Tokens a hold counts: against TPM (per p_tpm_count: total, input or output), ITPM (input) and OTPM (output).
+-- Without max_tokens the output part is capped at a quarter of the smallest limit that counts output tokens, so
+-- that a small TPM stays usable by requests that leave max_tokens out. A caller's own token estimate counts in full
+-- against all three, since it does not say which are input and which output.
+create function spendgate.token_hold(p_est jsonb, p_keys spendgate.counter_key[], p_tpm_count text) returns jsonb
 language plpgsql stable as $$
 declare
   smallest bigint;
+  input_tokens bigint := (p_est ->> 'input_tokens')::bigint;
   output_tokens bigint := (p_est ->> 'output_tokens')::bigint;
+  cap bigint;
 begin
+  p_tpm_count := coalesce(p_tpm_count, 'total');
   if p_est ->> 'caller_tokens' is not null then
-    return jsonb_build_object('tokens', (p_est ->> 'caller_tokens')::bigint);
+    return jsonb_build_object('tokens', (p_est ->> 'caller_tokens')::bigint, 'input', (p_est ->> 'caller_tokens')::bigint,
+                              'output', (p_est ->> 'caller_tokens')::bigint);
   end if;
   if (p_est ->> 'output_cap_allowed')::boolean then
-    select min((spendgate.effective_limit(k.kind, k.id, k.model)).tpm) into smallest from unnest(p_keys) k;
+    select min(least(case when p_tpm_count <> 'input' then l.tpm end, l.otpm)) into smallest
+      from unnest(p_keys) k, spendgate.effective_limit(k.kind, k.id, k.model) l;
     if smallest is not null and output_tokens > smallest / 4 then
-      return jsonb_build_object('tokens', (p_est ->> 'input_tokens')::bigint + smallest / 4,
-                                'output_tokens_cap', smallest / 4);
+      cap := smallest / 4;
+      output_tokens := cap;
     end if;
   end if;
-  return jsonb_build_object('tokens', (p_est ->> 'input_tokens')::bigint + output_tokens);
+  return jsonb_build_object(
+    'tokens', case p_tpm_count when 'input' then input_tokens when 'output' then output_tokens
+                               else input_tokens + output_tokens end,
+    'input', input_tokens, 'output', output_tokens, 'output_tokens_cap', cap);
 end $$;
+
+-- The token counts of a hold (as token_hold made them).
+create function spendgate.hold_tokens(p_hold jsonb) returns spendgate.token_counts
+language sql immutable as $$
+  select row((p_hold ->> 'tokens')::bigint, (p_hold ->> 'input')::bigint, (p_hold ->> 'output')::bigint)::spendgate.token_counts
+$$;
 
 create function spendgate.reservation_keys(p_id uuid) returns spendgate.counter_key[]
 language plpgsql stable as $$
@@ -145,14 +246,14 @@ end $$;
 
 -- Applies a hold's end (or a late charge) to every counter it charged. The counters must already be locked.
 create function spendgate.charge_counters(r spendgate.reservations, p_at timestamptz, d_spend numeric,
-                                          d_reserved numeric, d_in_flight integer, d_tokens bigint)
+                                          d_reserved numeric, d_in_flight integer, d_tokens spendgate.token_counts)
 returns void language plpgsql as $$
 begin
   update spendgate.counters c
-     set (period_start, spend, reserved, in_flight, window_start,
-          requests_cur, requests_prev, tokens_cur, tokens_prev) =
-         (select n.period_start, n.spend, n.reserved, n.in_flight, n.window_start,
-                 n.requests_cur, n.requests_prev, n.tokens_cur, n.tokens_prev
+     set (period_start, spend, reserved, in_flight, window_start, requests_cur, requests_prev, tokens_cur, tokens_prev,
+          itokens_cur, itokens_prev, otokens_cur, otokens_prev) =
+         (select n.period_start, n.spend, n.reserved, n.in_flight, n.window_start, n.requests_cur, n.requests_prev,
+                 n.tokens_cur, n.tokens_prev, n.itokens_cur, n.itokens_prev, n.otokens_cur, n.otokens_prev
             from spendgate.changed(c, p_at, d_spend => d_spend, d_reserved => d_reserved,
                                    d_in_flight => d_in_flight, d_tokens => d_tokens,
                                    p_token_window => r.window_start) n)
@@ -166,11 +267,17 @@ begin
   end if;
 end $$;
 
+-- A reservation's held tokens, negated: what expiry and release give back.
+create function spendgate.held_tokens_back(r spendgate.reservations) returns spendgate.token_counts
+language sql immutable as $$
+  select row(-r.reserved_tokens, -r.reserved_input_tokens, -r.reserved_output_tokens)::spendgate.token_counts
+$$;
+
 -- Returns a live hold to its counters and marks it expired. Its counters must already be locked.
 create function spendgate.expire_hold(r spendgate.reservations, p_at timestamptz) returns spendgate.reservations
 language plpgsql as $$
 begin
-  perform spendgate.charge_counters(r, p_at, 0, -r.reserved_cost, -1, -r.reserved_tokens);
+  perform spendgate.charge_counters(r, p_at, 0, -r.reserved_cost, -1, spendgate.held_tokens_back(r));
   update spendgate.reservations set status = 'expired', expired_at = p_at where id = r.id returning * into r;
   return r;
 end $$;
@@ -232,8 +339,8 @@ begin
 end $$;
 
 -- The first limit among these counters that the hold would break; null when it fits everywhere.
-create function spendgate.first_refusal(p_keys spendgate.counter_key[], p_cost numeric, p_tokens bigint,
-                                        p_at timestamptz)
+create function spendgate.first_refusal(p_keys spendgate.counter_key[], p_cost numeric,
+                                        p_tokens spendgate.token_counts, p_at timestamptz)
 returns jsonb language plpgsql stable as $$
 begin
   return (
@@ -246,7 +353,24 @@ begin
      limit 1);
 end $$;
 
--- Each named scope with its limit and usage; a model limit that applies shows under its scope as model_limit.
+-- The hold a 'fit' budget admits: the cost, shrunk to the least that remains on any 'fit' budget it does not fit
+-- whole, when something remains there. Strict budgets are left to first_refusal.
+create function spendgate.fitted_cost(p_keys spendgate.counter_key[], p_cost numeric, p_at timestamptz)
+returns numeric language plpgsql stable as $$
+begin
+  return (
+    select least(p_cost, min(remaining))
+      from (select l.max_budget - r.spend - r.reserved as remaining
+              from unnest(p_keys) k
+              join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model
+              cross join spendgate.effective_limit(k.kind, k.id, k.model) l
+              cross join spendgate.rolled(c, l, p_at) r
+             where l.admission = 'fit' and l.max_budget is not null) fit
+     where remaining > 0);
+end $$;
+
+-- Each named scope with its limit and usage; a model limit that applies shows under its scope as model_limit, and
+-- its budget windows as windows.
 create function spendgate.scopes_json(p_keys spendgate.counter_key[], p_at timestamptz) returns jsonb
 language plpgsql stable as $$
 begin
@@ -258,11 +382,74 @@ begin
                                   || spendgate.usage_json(m, spendgate.effective_limit(m.kind, m.id, m.model), p_at))
                             from spendgate.counters m join unnest(p_keys) mk
                               on m.kind = mk.kind and m.id = mk.id and m.model = mk.model
-                           where m.kind = c.kind and m.id = c.id and m.model <> '' limit 1), '{}')
+                           where m.kind = c.kind and m.id = c.id and m.model <> '' and m.model not like '@%'
+                           limit 1), '{}')
+             || coalesce((select jsonb_build_object('windows', jsonb_agg(
+                                   spendgate.usage_json(w, spendgate.effective_limit(w.kind, w.id, w.model), p_at)
+                                   order by substr(w.model, 2)::integer))
+                            from spendgate.counters w join unnest(p_keys) wk
+                              on w.kind = wk.kind and w.id = wk.id and w.model = wk.model
+                           where w.kind = c.kind and w.id = c.id and w.model like '@%'
+                          having count(*) > 0), '{}')
              order by k.ord), '[]')
       from unnest(p_keys) with ordinality k(kind, id, model, ord)
       join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model
      where k.model = '');
+end $$;
+
+-- Records the budget thresholds these (locked, just changed) counters have reached, once per counter and period:
+-- soft_budget, 80% and 100% of max_budget, measured on spend + reserved so that a burst of long calls raises
+-- them before it has spent.
+create function spendgate.record_thresholds(p_keys spendgate.counter_key[], p_at timestamptz) returns void
+language plpgsql as $$
+declare
+  ctr spendgate.counters;
+  l spendgate.scope_limit;
+  t record;
+begin
+  for ctr in
+    select c.* from unnest(p_keys) k
+      join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model
+  loop
+    l := spendgate.effective_limit(ctr.kind, ctr.id, ctr.model);
+    if l.max_budget is null and l.soft_budget is null then continue; end if;
+    for t in
+      select * from (values ('soft_budget', l.soft_budget), ('budget_80', l.max_budget * 0.8),
+                            ('budget_100', l.max_budget)) v(type, threshold)
+       where threshold is not null and ctr.spend + ctr.reserved >= threshold
+         and not exists (select from spendgate.events e
+                          where e.kind = ctr.kind and e.id = ctr.id and e.model = ctr.model and e.type = v.type
+                            and coalesce(e.period_start, '-infinity') = coalesce(ctr.period_start, '-infinity'))
+    loop
+      insert into spendgate.events (event_id, type, kind, id, model, period_start, created_at, details)
+      values (gen_random_uuid(), t.type, ctr.kind, ctr.id, ctr.model, ctr.period_start, p_at,
+              jsonb_build_object('scope', spendgate.scope_ref(ctr.kind, ctr.id, ctr.model),
+                                 'threshold', spendgate.money(t.threshold),
+                                 'max_budget', spendgate.money(l.max_budget), 'soft_budget', spendgate.money(l.soft_budget),
+                                 'spend', spendgate.money(ctr.spend), 'reserved', spendgate.money(ctr.reserved),
+                                 'budget_duration', l.budget_duration, 'period_start', spendgate.iso(ctr.period_start)))
+      on conflict do nothing;
+    end loop;
+  end loop;
+end $$;
+
+-- Keeps a refused reserve's answer (a day, see sweep) for its idempotency key, and records a budget refusal as an
+-- event once per counter and period.
+create function spendgate.record_refusal(p jsonb, p_refusal jsonb, p_at timestamptz) returns void
+language plpgsql as $$
+declare
+  e jsonb := p_refusal -> 'error';
+begin
+  insert into spendgate.refusals (refusal_id, idempotency_key, request_hash, type, scope, created_at, answer)
+  values (gen_random_uuid(), p ->> 'idempotency_key', p ->> 'request_hash', e ->> 'type', e -> 'scope', p_at,
+          p_refusal);
+  if e ->> 'type' = 'budget_exceeded' then
+    insert into spendgate.events (event_id, type, kind, id, model, period_start, created_at, details)
+    values (gen_random_uuid(), 'budget_refused', e -> 'scope' ->> 'kind', e -> 'scope' ->> 'id',
+            spendgate.ref_model(e -> 'scope'), (e ->> 'period_start')::timestamptz, p_at,
+            e - 'type' - 'message')
+    on conflict do nothing;
+  end if;
 end $$;
 
 -- The price fields of an entry, as decimal strings.
@@ -287,8 +474,12 @@ begin
       'model', r.model,
       'reserved_cost', spendgate.money(r.reserved_cost),
       'reserved_tokens', r.reserved_tokens,
+      'reserved_input_tokens', r.reserved_input_tokens,
+      'reserved_output_tokens', r.reserved_output_tokens,
       'actual_cost', spendgate.money(r.actual_cost),
       'actual_tokens', r.actual_tokens,
+      'actual_input_tokens', r.actual_input_tokens,
+      'actual_output_tokens', r.actual_output_tokens,
       'cost_source', r.cost_source,
       'usage', r.usage,
       'estimate', r.estimate,
@@ -305,19 +496,21 @@ begin
 end $$;
 
 -- Reserve: p = {scopes: [{kind, id}], model, request_estimate, caller_estimate, ttl_seconds, idempotency_key,
--- request_hash, fallback_hold}. Checks and charges every counter all or nothing.
+-- request_hash, fallback_hold, max_hold, tpm_count}. Checks and charges every counter all or nothing: the scopes,
+-- the model limits that apply, and the scopes' budget windows.
 create function spendgate.reserve(p jsonb, p_at timestamptz default null) returns jsonb
 language plpgsql set lock_timeout = '5s' as $$
 declare
   v_at timestamptz;
   v_key text := p ->> 'idempotency_key';
   v_existing spendgate.reservations;
+  v_refused spendgate.refusals;
   v_model text;
   v_entry jsonb;
   v_est jsonb;
   v_hold jsonb;
   v_cost numeric;
-  v_tokens bigint;
+  v_tokens spendgate.token_counts;
   v_keys spendgate.counter_key[];
   v_created spendgate.counter_key[];
   v_refusal jsonb;
@@ -340,15 +533,23 @@ begin
              || jsonb_build_object('replayed', true,
                                    'scopes', spendgate.scopes_json(spendgate.reservation_keys(v_existing.id), v_at));
     end if;
+    select * into v_refused from spendgate.refusals where idempotency_key = v_key;
+    if found then
+      if v_refused.request_hash is distinct from p ->> 'request_hash' then
+        return spendgate.error('conflict',
+          format('idempotency_key %s was already used with a different request body (refused). Use a new key for a new request.', v_key),
+          jsonb_build_object('idempotency_key', v_key));
+      end if;
+      return v_refused.answer || jsonb_build_object('replayed', true);
+    end if;
   end if;
 
   if p ->> 'model' is not null then
     select m.name, m.entry into v_model, v_entry from spendgate.find_model(p ->> 'model') m;
   end if;
   v_est := spendgate.estimate(v_entry, nullif(p -> 'request_estimate', 'null'), nullif(p -> 'caller_estimate', 'null'),
-                              (p ->> 'fallback_hold')::numeric);
-  v_cost := (v_est ->> 'cost')::numeric;
-  if v_cost is null then
+                              (p ->> 'fallback_hold')::numeric, (p ->> 'max_hold')::numeric);
+  if v_est ->> 'cost' is null then
     -- Only when unknown models are rejected (SPENDGATE_UNKNOWN_MODEL_HOLD=reject): otherwise the fallback holds.
     return spendgate.error('invalid_request',
       format('Model %s %s, and models without a price are rejected (SPENDGATE_UNKNOWN_MODEL_HOLD=reject). Add its prices with PUT /v1/models/{name} or give estimate.cost.',
@@ -363,83 +564,116 @@ begin
     select row(l.kind, l.id, l.model)::spendgate.counter_key
       from spendgate.limits l join jsonb_array_elements(p -> 'scopes') s
         on l.kind = s ->> 'kind' and l.id = s ->> 'id'
-     where l.model = coalesce(v_model, p ->> 'model')));
+     where l.model = coalesce(v_model, p ->> 'model') or l.model like '@%'));
   v_created := spendgate.lock_counters(v_keys, p_at);
-  v_at := spendgate.clock(p_at);
+  -- Never before a rate window already counted on these counters (a time injected before the lock wait, see
+  -- clock()): the hold then counts in the window its reservation records, which is what the audit checks.
+  v_at := greatest(spendgate.clock(p_at),
+                   (select max(c.window_start) from spendgate.counters c join unnest(v_keys) k
+                       on c.kind = k.kind and c.id = k.id and c.model = k.model));
 
-  v_hold := spendgate.token_hold(v_est, v_keys);
-  v_tokens := (v_hold ->> 'tokens')::bigint;
+  v_hold := spendgate.token_hold(v_est, v_keys, p ->> 'tpm_count');
+  v_tokens := spendgate.hold_tokens(v_hold);
+  v_cost := spendgate.fitted_cost(v_keys, (v_est ->> 'cost')::numeric, v_at);
   v_refusal := spendgate.first_refusal(v_keys, v_cost, v_tokens, v_at);
   if v_refusal is not null and spendgate.expire_stale(v_keys, v_at) > 0 then
+    v_cost := spendgate.fitted_cost(v_keys, (v_est ->> 'cost')::numeric, v_at);
     v_refusal := spendgate.first_refusal(v_keys, v_cost, v_tokens, v_at);
   end if;
   if v_refusal is not null then
     v_refusal := v_refusal || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_at));
-    -- A refused reserve leaves no trace: not even the counters of scopes it named for the first time.
+    -- A refused reserve changes no counter: not even the counters of scopes it named for the first time.
     delete from spendgate.counters c using unnest(v_created) k
      where c.kind = k.kind and c.id = k.id and c.model = k.model;
+    perform spendgate.record_refusal(p, v_refusal, v_at);
     return v_refusal;
   end if;
 
-  insert into spendgate.reservations (id, status, model, model_entry, reserved_cost, reserved_tokens, estimate,
+  insert into spendgate.reservations (id, status, model, model_entry, reserved_cost, reserved_tokens,
+                                      reserved_input_tokens, reserved_output_tokens, estimate,
                                       idempotency_key, request_hash, window_start, created_at, expires_at)
-  values (v_id, 'held', p ->> 'model', v_entry, v_cost, v_tokens,
-          jsonb_build_object('input_tokens', (v_est ->> 'input_tokens')::bigint,
-                             'output_tokens', (v_est ->> 'output_tokens')::bigint,
-                             'source', v_est ->> 'source',
-                             'price_entry', v_model)
-          || case when v_hold ? 'output_tokens_cap'
-                  then jsonb_build_object('output_tokens_cap', (v_hold ->> 'output_tokens_cap')::bigint)
-                  else '{}' end,
+  values (v_id, 'held', p ->> 'model', v_entry, v_cost, v_tokens.tokens, v_tokens.input, v_tokens.output,
+          (v_est - 'caller_tokens' - 'output_cap_allowed')
+          || jsonb_strip_nulls(jsonb_build_object(
+               'price_entry', v_model,
+               'tpm_count', p ->> 'tpm_count',
+               'output_tokens_cap', (v_hold ->> 'output_tokens_cap')::bigint,
+               -- A 'fit' budget shrank the hold below the estimate.
+               'fitted', case when v_cost < (v_est ->> 'cost')::numeric then true end)),
           v_key, p ->> 'request_hash', spendgate.window_start(v_at), v_at,
           v_at + make_interval(secs => (p ->> 'ttl_seconds')::integer))
   returning * into v_row;
   insert into spendgate.reservation_counters (reservation_id, kind, id, model)
   select v_id, k.kind, k.id, k.model from unnest(v_keys) k;
   update spendgate.counters c
-     set (period_start, spend, reserved, in_flight, window_start,
-          requests_cur, requests_prev, tokens_cur, tokens_prev) =
-         (select n.period_start, n.spend, n.reserved, n.in_flight, n.window_start,
-                 n.requests_cur, n.requests_prev, n.tokens_cur, n.tokens_prev
+     set (period_start, spend, reserved, in_flight, window_start, requests_cur, requests_prev, tokens_cur, tokens_prev,
+          itokens_cur, itokens_prev, otokens_cur, otokens_prev) =
+         (select n.period_start, n.spend, n.reserved, n.in_flight, n.window_start, n.requests_cur, n.requests_prev,
+                 n.tokens_cur, n.tokens_prev, n.itokens_cur, n.itokens_prev, n.otokens_cur, n.otokens_prev
             from spendgate.changed(c, v_at, d_reserved => v_cost, d_in_flight => 1, d_requests => 1,
                                    d_tokens => v_tokens) n)
     from unnest(v_keys) k
    where c.kind = k.kind and c.id = k.id and c.model = k.model;
+  perform spendgate.record_thresholds(v_keys, v_at);
 
   return spendgate.reservation_json(v_row, v_at)
          || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_at));
 end $$;
 
+-- Peek: what reserve would answer for p, with nothing written. The reserve runs whole inside a subtransaction
+-- that is then rolled back, so the answer cannot drift from what a reserve does; its locks go with it.
+create function spendgate.check_reserve(p jsonb, p_at timestamptz default null) returns jsonb
+language plpgsql set lock_timeout = '5s' as $$
+declare
+  answer jsonb;
+begin
+  begin
+    answer := spendgate.reserve(p - 'idempotency_key', p_at);
+    raise exception 'rolled back' using errcode = 'SGPEK';
+  exception when sqlstate 'SGPEK' then
+    null;  -- plpgsql variables survive the rollback; the rows do not
+  end;
+  return answer;
+end $$;
+
 -- The cost of a usage (normalized: input_tokens, cache_read_tokens, cache_creation_tokens, output_tokens,
--- reasoning_tokens) plus images, at the entry's prices. Cached tokens are priced at their own rate (the input rate
--- when the entry has none) and not again at the input rate. Null when a price it needs is unknown.
+-- reasoning_tokens, seconds, characters) plus images, at the entry's prices for the tier the prompt falls in.
+-- Cached tokens are priced at their own rate (the input rate when the entry has none) and not again at the input
+-- rate. Null when a price it needs is unknown.
 create function spendgate.usage_cost(p_entry jsonb, p_usage jsonb, p_images integer) returns numeric
 language plpgsql immutable as $$
 declare
-  input_rate numeric := spendgate.price(p_entry, 'input_cost_per_token');
-  output_rate numeric := spendgate.price(p_entry, 'output_cost_per_token');
-  tokens numeric := 0;
-  images numeric := 0;
   u jsonb := coalesce(p_usage, '{}');
+  prompt numeric := coalesce((u ->> 'input_tokens')::numeric, 0) + coalesce((u ->> 'cache_read_tokens')::numeric, 0)
+                    + coalesce((u ->> 'cache_creation_tokens')::numeric, 0);
+  e jsonb := spendgate.tier_entry(p_entry, prompt);
+  input_rate numeric := spendgate.price(e, 'input_cost_per_token');
+  output_rate numeric := spendgate.price(e, 'output_cost_per_token');
+  tokens numeric := 0;
 begin
   if p_usage is not null then
     tokens := spendgate.priced((u ->> 'input_tokens')::bigint, input_rate)
       + spendgate.priced((u ->> 'cache_read_tokens')::bigint,
-                         coalesce(spendgate.price(p_entry, 'cache_read_input_token_cost'), input_rate))
+                         coalesce(spendgate.price(e, 'cache_read_input_token_cost'), input_rate))
       + spendgate.priced((u ->> 'cache_creation_tokens')::bigint,
-                         coalesce(spendgate.price(p_entry, 'cache_creation_input_token_cost'), input_rate))
+                         coalesce(spendgate.price(e, 'cache_creation_input_token_cost'), input_rate))
       + spendgate.priced((u ->> 'output_tokens')::bigint - (u ->> 'reasoning_tokens')::bigint, output_rate)
       + spendgate.priced((u ->> 'reasoning_tokens')::bigint,
-                         coalesce(spendgate.price(p_entry, 'output_cost_per_reasoning_token'), output_rate));
+                         coalesce(spendgate.price(e, 'output_cost_per_reasoning_token'), output_rate))
+      + spendgate.priced(coalesce((u ->> 'seconds')::numeric, 0),
+                         case when e ->> 'mode' = 'audio_speech'
+                              then coalesce(spendgate.price(e, 'output_cost_per_second'), spendgate.price(e, 'input_cost_per_second'))
+                              else coalesce(spendgate.price(e, 'input_cost_per_second'), spendgate.price(e, 'output_cost_per_second')) end)
+      + spendgate.priced(coalesce((u ->> 'characters')::numeric, 0), spendgate.price(e, 'input_cost_per_character'));
   end if;
-  images := spendgate.priced(coalesce(p_images, 0),
-                             coalesce(spendgate.price(p_entry, 'output_cost_per_image'),
-                                      spendgate.price(p_entry, 'input_cost_per_image')));
-  return tokens + images;
+  return tokens + spendgate.priced(coalesce(p_images, 0),
+                                   coalesce(spendgate.price(e, 'output_cost_per_image'),
+                                            spendgate.price(e, 'input_cost_per_image')));
 end $$;
 
--- Settle: p = {cost, usage (normalized), images, actual_tokens, settle_hash}. Charges the actual cost exactly
--- once, in full even above the hold. A late settle (after expiry) charges it too; the hold went back at expiry.
+-- Settle: p = {cost, usage (normalized), images, actual_input_tokens, actual_output_tokens, settle_hash}. Charges
+-- the actual cost exactly once, in full even above the hold. A late settle (after expiry) charges it too; the hold
+-- went back at expiry. The actual tokens replace the held ones in the rate window the hold was counted in.
 create function spendgate.settle(p_id uuid, p jsonb, p_at timestamptz default null) returns jsonb
 language plpgsql set lock_timeout = '5s' as $$
 declare
@@ -447,7 +681,9 @@ declare
   r spendgate.reservations;
   v_cost numeric;
   v_source text;
-  v_tokens bigint;
+  v_input bigint;
+  v_output bigint;
+  v_tokens spendgate.token_counts;
   v_late boolean;
 begin
   r := spendgate.lock_reservation(p_id);
@@ -482,18 +718,28 @@ begin
       v_source := 'hold';
     end if;
   end if;
-  v_tokens := coalesce((p ->> 'actual_tokens')::bigint, r.reserved_tokens);
+  -- Without usage the held tokens stand.
+  v_input := coalesce((p ->> 'actual_input_tokens')::bigint, r.reserved_input_tokens);
+  v_output := coalesce((p ->> 'actual_output_tokens')::bigint, r.reserved_output_tokens);
+  v_tokens := row(case when p ->> 'actual_input_tokens' is null then r.reserved_tokens
+                       when r.estimate ->> 'tpm_count' = 'input' then v_input
+                       when r.estimate ->> 'tpm_count' = 'output' then v_output
+                       else v_input + v_output end, v_input, v_output);
   v_late := r.status = 'expired';
 
   update spendgate.reservations
-     set status = 'settled', settled_at = v_at, actual_cost = v_cost, actual_tokens = v_tokens,
+     set status = 'settled', settled_at = v_at, actual_cost = v_cost, actual_tokens = v_tokens.tokens,
+         actual_input_tokens = v_input, actual_output_tokens = v_output,
          usage = p -> 'usage', cost_source = v_source, settle_hash = p ->> 'settle_hash'
    where id = r.id returning * into r;
   if v_late then
     perform spendgate.charge_counters(r, v_at, v_cost, 0, 0, v_tokens);
   else
-    perform spendgate.charge_counters(r, v_at, v_cost, -r.reserved_cost, -1, v_tokens - r.reserved_tokens);
+    perform spendgate.charge_counters(r, v_at, v_cost, -r.reserved_cost, -1,
+      row(v_tokens.tokens - r.reserved_tokens, v_input - r.reserved_input_tokens,
+          v_output - r.reserved_output_tokens)::spendgate.token_counts);
   end if;
+  perform spendgate.record_thresholds(spendgate.reservation_keys(r.id), v_at);
   return spendgate.settle_json(r, v_at);
 end $$;
 
@@ -527,7 +773,7 @@ begin
              r.id, spendgate.money(r.actual_cost)), jsonb_build_object('status', r.status));
   end if;
   if r.status = 'held' then
-    perform spendgate.charge_counters(r, v_at, 0, -r.reserved_cost, -1, -r.reserved_tokens);
+    perform spendgate.charge_counters(r, v_at, 0, -r.reserved_cost, -1, spendgate.held_tokens_back(r));
     update spendgate.reservations set status = 'released', released_at = v_at where id = r.id returning * into r;
   end if;
   return spendgate.reservation_json(r, v_at)
@@ -578,6 +824,10 @@ begin
   v_ids := array(select id from spendgate.reservations
                   where status = 'held' and expires_at <= v_at
                   order by expires_at limit p_batch for update skip locked);
+  -- Refusals are remembered for a day; after that their idempotency keys may be used again.
+  delete from spendgate.refusals where refusal_id in (
+    select refusal_id from spendgate.refusals where created_at < v_at - interval '24 hours'
+     order by created_at limit p_batch for update skip locked);
   if cardinality(v_ids) = 0 then return 0; end if;
   perform spendgate.lock_counters(spendgate.sorted_keys(array(
     select row(rc.kind, rc.id, rc.model)::spendgate.counter_key

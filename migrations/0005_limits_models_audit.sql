@@ -3,7 +3,7 @@
 -- The counter of a scope no reservation has charged yet.
 create function spendgate.zero_counter(p_kind text, p_id text, p_model text, p_at timestamptz)
 returns spendgate.counters language sql immutable as $$
-  select row(p_kind, p_id, p_model, null, 0, 0, 0, null, 0, 0, 0, 0, p_at)::spendgate.counters
+  select row(p_kind, p_id, p_model, null, 0, 0, 0, null, 0, 0, 0, 0, 0, 0, 0, 0, p_at)::spendgate.counters
 $$;
 
 -- A counter as it will be once its stale holds are expired: reads show live usage even before a sweeper or the
@@ -11,84 +11,130 @@ $$;
 create function spendgate.live(c spendgate.counters, l spendgate.scope_limit, p_at timestamptz)
 returns spendgate.counters language plpgsql stable as $$
 declare
-  r record;
+  r spendgate.reservations;
 begin
   c := spendgate.rolled(c, l, p_at);
   for r in
-    select h.reserved_cost, h.reserved_tokens, h.window_start
-      from spendgate.reservations h
+    select h.* from spendgate.reservations h
       join spendgate.reservation_counters rc on rc.reservation_id = h.id
      where h.status = 'held' and h.expires_at <= p_at
        and rc.kind = c.kind and rc.id = c.id and rc.model = c.model
   loop
     c.reserved := c.reserved - r.reserved_cost;
     c.in_flight := c.in_flight - 1;
-    if r.window_start = c.window_start then
-      c.tokens_cur := greatest(0, c.tokens_cur - r.reserved_tokens);
-    elsif r.window_start = c.window_start - make_interval(secs => spendgate.rate_window()) then
-      c.tokens_prev := greatest(0, c.tokens_prev - r.reserved_tokens);
-    end if;
+    select cur, prev into c.tokens_cur, c.tokens_prev
+      from spendgate.window_add(c.tokens_cur, c.tokens_prev, -r.reserved_tokens, c.window_start, r.window_start);
+    select cur, prev into c.itokens_cur, c.itokens_prev
+      from spendgate.window_add(c.itokens_cur, c.itokens_prev, -r.reserved_input_tokens, c.window_start, r.window_start);
+    select cur, prev into c.otokens_cur, c.otokens_prev
+      from spendgate.window_add(c.otokens_cur, c.otokens_prev, -r.reserved_output_tokens, c.window_start, r.window_start);
   end loop;
   return c;
 end $$;
 
--- One scope's limit and live usage, with its model limits; null for a scope never limited nor named.
+-- One part of a scope (the scope, a model limit, a budget window) with its limit and live usage.
+create function spendgate.part_json(p_kind text, p_id text, p_model text, p_at timestamptz) returns jsonb
+language plpgsql stable as $$
+declare
+  l spendgate.scope_limit := spendgate.effective_limit(p_kind, p_id, p_model);
+begin
+  return spendgate.usage_json(
+    spendgate.live(coalesce((select c from spendgate.counters c where c.kind = p_kind and c.id = p_id and c.model = p_model),
+                            spendgate.zero_counter(p_kind, p_id, p_model, p_at)), l, p_at),
+    l, p_at);
+end $$;
+
+-- One scope's limit and live usage, with its model limits and budget windows; null for a scope never limited nor
+-- named.
 create function spendgate.limit_json(p_kind text, p_id text, p_at timestamptz) returns jsonb
 language plpgsql stable as $$
 begin
-  return (
-    with counter as (
-      select c from spendgate.counters c where kind = p_kind and id = p_id and model = ''
-    )
-    select case when not exists (select from spendgate.limits where kind = p_kind and id = p_id)
-                     and not exists (select from counter) then null
-    else jsonb_build_object('kind', p_kind, 'id', p_id)
-         || spendgate.usage_json(spendgate.live(coalesce((select c from counter), spendgate.zero_counter(p_kind, p_id, '', p_at)),
-                                                spendgate.effective_limit(p_kind, p_id, ''), p_at),
-                                 spendgate.effective_limit(p_kind, p_id, ''), p_at)
-         || jsonb_build_object(
-              'models', (select coalesce(jsonb_object_agg(l.model, spendgate.usage_json(
-                                   spendgate.live(coalesce((select c from spendgate.counters c
-                                                             where c.kind = p_kind and c.id = p_id and c.model = l.model),
-                                                           spendgate.zero_counter(p_kind, p_id, l.model, p_at)),
-                                                  spendgate.effective_limit(p_kind, p_id, l.model), p_at),
-                                   spendgate.effective_limit(p_kind, p_id, l.model), p_at)), '{}')
-                           from spendgate.limits l where l.kind = p_kind and l.id = p_id and l.model <> ''),
-              'created_at', spendgate.iso((select min(created_at) from spendgate.limits where kind = p_kind and id = p_id)),
-              'updated_at', spendgate.iso((select max(updated_at) from spendgate.limits where kind = p_kind and id = p_id)))
-    end);
+  if not exists (select from spendgate.limits where kind = p_kind and id = p_id)
+     and not exists (select from spendgate.counters where kind = p_kind and id = p_id and model = '') then
+    return null;
+  end if;
+  return jsonb_build_object('kind', p_kind, 'id', p_id)
+    || spendgate.part_json(p_kind, p_id, '', p_at)
+    || jsonb_build_object(
+         'windows', (select coalesce(jsonb_agg(spendgate.part_json(p_kind, p_id, l.model, p_at)
+                                               order by substr(l.model, 2)::integer), '[]')
+                       from spendgate.limits l where l.kind = p_kind and l.id = p_id and l.model like '@%'),
+         'models', (select coalesce(jsonb_object_agg(l.model, spendgate.part_json(p_kind, p_id, l.model, p_at)), '{}')
+                      from spendgate.limits l where l.kind = p_kind and l.id = p_id and l.model <> ''
+                       and l.model not like '@%'),
+         'created_at', spendgate.iso((select min(created_at) from spendgate.limits where kind = p_kind and id = p_id)),
+         'updated_at', spendgate.iso((select max(updated_at) from spendgate.limits where kind = p_kind and id = p_id)));
 end $$;
 
 -- Merges one limit row: keys present in p set their field, null clears it, absent keys stay as they were.
+-- A window's body uses the short names (align, anchor); a scope's the long ones (budget_align, budget_anchor).
 create function spendgate.merge_limit(p_kind text, p_id text, p_model text, p jsonb, p_at timestamptz)
 returns void language plpgsql as $$
 declare
   cur spendgate.limits;
   nxt spendgate.limits;
+  align text := coalesce(p ->> 'budget_align', p ->> 'align');
+  anchor timestamptz := coalesce(p ->> 'budget_anchor', p ->> 'anchor')::timestamptz;
+  period_changed boolean;
 begin
   select * into cur from spendgate.limits where kind = p_kind and id = p_id and model = p_model for update;
   nxt := cur;
   nxt.kind := p_kind; nxt.id := p_id; nxt.model := p_model;
   nxt.created_at := coalesce(cur.created_at, p_at);
   nxt.updated_at := p_at;
+  nxt.admission := coalesce(cur.admission, 'strict');
   if p ? 'max_budget' then nxt.max_budget := (p ->> 'max_budget')::numeric; end if;
   if p ? 'soft_budget' then nxt.soft_budget := (p ->> 'soft_budget')::numeric; end if;
   if p ? 'rpm' then nxt.rpm := (p ->> 'rpm')::integer; end if;
   if p ? 'tpm' then nxt.tpm := (p ->> 'tpm')::bigint; end if;
+  if p ? 'itpm' then nxt.itpm := (p ->> 'itpm')::bigint; end if;
+  if p ? 'otpm' then nxt.otpm := (p ->> 'otpm')::bigint; end if;
   if p ? 'max_parallel' then nxt.max_parallel := (p ->> 'max_parallel')::integer; end if;
-  if p ? 'budget_duration' then
-    nxt.budget_duration := p ->> 'budget_duration';
-    if nxt.budget_duration is distinct from cur.budget_duration then
-      -- Arming a duration starts a clean period now; changing one keeps the current period's start and
-      -- measures the new length from there (the period rolls over at once if that is already past).
-      nxt.budget_anchor := case
-        when nxt.budget_duration is null then null
-        when cur.budget_duration is null then p_at
-        else spendgate.period_start(cur.budget_duration, cur.budget_anchor, p_at) end;
-    end if;
+  if p ? 'admission' then nxt.admission := coalesce(p ->> 'admission', 'strict'); end if;
+  if p ? 'budget_duration' then nxt.budget_duration := p ->> 'budget_duration'; end if;
+  -- The layout: an anchor given means 'anchor'; else the align given; else as it was, unless the duration changed
+  -- or the layout was cleared (null): then the default, rolling, except for a month, which is the calendar month.
+  if anchor is not null then
+    nxt.budget_align := 'anchor';
+  elsif align is not null then
+    nxt.budget_align := align;
+  elsif p ? 'budget_align' or p ? 'align' or p ? 'budget_anchor' or p ? 'anchor'
+        or nxt.budget_duration is distinct from cur.budget_duration then
+    nxt.budget_align := case when nxt.budget_duration = '1mo' then 'calendar' else 'rolling' end;
+  end if;
+  if nxt.budget_duration is null then nxt.budget_align := null; end if;
+  if nxt.budget_align = 'calendar' and nxt.budget_duration = '30d' then
+    -- Only a partial body gets here (budget_align alone on a 30d limit): calendar days would reset it daily.
+    raise exception '30d has no calendar boundaries; use 1mo for the calendar month' using errcode = 'SG400',
+      detail = case when p_model = '' then 'budget_align' when p_model like '@%' then 'windows.' || (substr(p_model, 2)::integer - 1) || '.align'
+                    else 'models.' || p_model || '.budget_align' end;
+  end if;
+  period_changed := nxt.budget_duration is distinct from cur.budget_duration
+                    or nxt.budget_align is distinct from cur.budget_align
+                    or (nxt.budget_align = 'anchor' and anchor is distinct from cur.budget_anchor);
+  if period_changed then
+    -- Arming a duration starts a clean period now; changing one keeps the current period's start and lays the
+    -- new periods from there (the period rolls over at once if that is already past). An anchor or a calendar
+    -- layout is used as given.
+    nxt.budget_anchor := case
+      when nxt.budget_duration is null or nxt.budget_align = 'calendar' then null
+      when nxt.budget_align = 'anchor' then anchor
+      when cur.budget_duration is null then p_at
+      else spendgate.period_start(cur.budget_duration, cur.budget_align, cur.budget_anchor, p_at) end;
+  end if;
+  if cur.budget_duration is null and nxt.budget_duration is not null then
+    -- Arming a duration starts a clean period now, whatever the layout: the first period runs from this instant
+    -- to the layout's next boundary. Spend charged before stays in the period it was charged to (the audit finds
+    -- it there); the counters start this one at 0. Model limits that follow the scope's period start with it.
+    update spendgate.counters c set period_start = p_at, spend = 0
+     where c.kind = p_kind and c.id = p_id
+       and (c.model = p_model
+            or (p_model = '' and c.model <> '' and c.model not like '@%'
+                and not exists (select from spendgate.limits m where m.kind = p_kind and m.id = p_id
+                                   and m.model = c.model and m.budget_duration is not null)));
   end if;
   if p_model <> '' and num_nonnulls(nxt.max_budget, nxt.soft_budget, nxt.budget_duration, nxt.rpm, nxt.tpm,
-                                    nxt.max_parallel) = 0 then
+                                    nxt.itpm, nxt.otpm, nxt.max_parallel) = 0 then
     -- A model limit with nothing left in it is gone. The scope's own row stays, fields null, so that the scope
     -- the caller just wrote to answers GET (DELETE is how a limit goes away).
     delete from spendgate.limits where kind = p_kind and id = p_id and model = p_model;
@@ -96,25 +142,30 @@ begin
     insert into spendgate.limits values (nxt.*)
     on conflict (kind, id, model) do update
       set max_budget = excluded.max_budget, soft_budget = excluded.soft_budget,
-          budget_duration = excluded.budget_duration, budget_anchor = excluded.budget_anchor,
-          rpm = excluded.rpm, tpm = excluded.tpm, max_parallel = excluded.max_parallel,
-          updated_at = excluded.updated_at;
+          budget_duration = excluded.budget_duration, budget_align = excluded.budget_align,
+          budget_anchor = excluded.budget_anchor, admission = excluded.admission,
+          rpm = excluded.rpm, tpm = excluded.tpm, itpm = excluded.itpm, otpm = excluded.otpm,
+          max_parallel = excluded.max_parallel, updated_at = excluded.updated_at;
   end if;
 end $$;
 
--- PUT /v1/limits/{kind}/{id}: p is the validated body; `models` maps a model to its own body, or null to remove.
+-- PUT /v1/limits/{kind}/{id}: p is the validated body; `models` maps a model to its own body, or null to remove;
+-- `windows` replaces the scope's budget windows (by position: window n keeps its period while its layout stays).
 create function spendgate.put_limit(p_kind text, p_id text, p jsonb, p_at timestamptz default null) returns jsonb
 language plpgsql set lock_timeout = '5s' as $$
 declare
   v_at timestamptz := spendgate.clock(p_at);
   m record;
+  n integer;
+  v_path text;
+  v_message text;
 begin
   -- Two writers of one scope's limits run one after the other (the rows may not exist yet to lock).
   perform pg_advisory_xact_lock(hashtextextended('spendgate.limit:' || p_kind || '/' || p_id, 0));
-  perform spendgate.merge_limit(p_kind, p_id, '', p - 'models', v_at);
+  perform spendgate.merge_limit(p_kind, p_id, '', p - 'models' - 'windows', v_at);
   if p ? 'models' then
     if jsonb_typeof(p -> 'models') = 'null' then
-      delete from spendgate.limits where kind = p_kind and id = p_id and model <> '';
+      delete from spendgate.limits where kind = p_kind and id = p_id and model <> '' and model not like '@%';
     else
       for m in select key, value from jsonb_each(p -> 'models') loop
         if jsonb_typeof(m.value) = 'null' then
@@ -125,7 +176,22 @@ begin
       end loop;
     end if;
   end if;
+  if p ? 'windows' then
+    n := coalesce(jsonb_array_length(nullif(p -> 'windows', 'null')), 0);
+    delete from spendgate.limits where kind = p_kind and id = p_id and model like '@%'
+       and substr(model, 2)::integer > n;
+    for m in select ord, value from jsonb_array_elements(nullif(p -> 'windows', 'null')) with ordinality x(value, ord) loop
+      -- A window is given whole: fields it leaves out are cleared.
+      perform spendgate.merge_limit(p_kind, p_id, '@' || m.ord,
+        jsonb_build_object('soft_budget', null, 'align', null, 'anchor', null) || m.value, v_at);
+    end loop;
+  end if;
   return spendgate.limit_json(p_kind, p_id, v_at);
+exception when sqlstate 'SG400' then
+  -- A layout merge_limit refused: nothing of this PUT is written.
+  get stacked diagnostics v_message = message_text, v_path = pg_exception_detail;
+  return spendgate.error('invalid_request', format('Invalid request: %s: %s', v_path, v_message),
+    jsonb_build_object('issues', jsonb_build_array(jsonb_build_object('path', v_path, 'message', v_message))));
 end $$;
 
 create function spendgate.get_limit(p_kind text, p_id text, p_at timestamptz default null) returns jsonb
@@ -215,7 +281,10 @@ language sql as $$
 $$;
 
 -- Recomputes every counter from the ledger in one snapshot: spend = the actual cost of settled reservations that
--- landed in the counter's current period; reserved and in_flight = the live holds.
+-- landed in the counter's current period; reserved and in_flight = the live holds; the rate windows = the requests
+-- and tokens of the reservations counted in the counter's current and previous window (held: the tokens held;
+-- settled: the actual tokens; released or expired: none, they were given back).
+-- Changing rate_window_seconds realigns the windows, and the two windows around the change may then disagree.
 create function spendgate.audit() returns jsonb
 language sql stable as $$
   with held as (
@@ -228,24 +297,83 @@ language sql stable as $$
       from spendgate.reservation_counters rc join spendgate.reservations r on r.id = rc.reservation_id
      where r.status = 'settled'
      group by rc.kind, rc.id, rc.model, rc.charged_period
+  ), windowed as (
+    select rc.kind, rc.id, rc.model, r.window_start, count(*) as requests,
+           sum(case r.status when 'held' then r.reserved_tokens when 'settled' then r.actual_tokens else 0 end) as tokens,
+           sum(case r.status when 'held' then r.reserved_input_tokens
+                             when 'settled' then r.actual_input_tokens else 0 end) as itokens,
+           sum(case r.status when 'held' then r.reserved_output_tokens
+                             when 'settled' then r.actual_output_tokens else 0 end) as otokens
+      from spendgate.reservation_counters rc join spendgate.reservations r on r.id = rc.reservation_id
+     group by rc.kind, rc.id, rc.model, r.window_start
   ), compared as (
     select c.kind, c.id, c.model,
            c.spend, coalesce(s.spend, 0) as ledger_spend,
            c.reserved, coalesce(h.reserved, 0) as ledger_reserved,
-           c.in_flight, coalesce(h.in_flight, 0) as ledger_in_flight
+           c.in_flight, coalesce(h.in_flight, 0) as ledger_in_flight,
+           c.requests_cur, coalesce(wc.requests, 0) as ledger_requests_cur,
+           c.requests_prev, coalesce(wp.requests, 0) as ledger_requests_prev,
+           c.tokens_cur, coalesce(wc.tokens, 0) as ledger_tokens_cur,
+           c.tokens_prev, coalesce(wp.tokens, 0) as ledger_tokens_prev,
+           c.itokens_cur, coalesce(wc.itokens, 0) as ledger_itokens_cur,
+           c.itokens_prev, coalesce(wp.itokens, 0) as ledger_itokens_prev,
+           c.otokens_cur, coalesce(wc.otokens, 0) as ledger_otokens_cur,
+           c.otokens_prev, coalesce(wp.otokens, 0) as ledger_otokens_prev
       from spendgate.counters c
       left join held h on h.kind = c.kind and h.id = c.id and h.model = c.model
       left join spent s on s.kind = c.kind and s.id = c.id and s.model = c.model
                        and s.charged_period is not distinct from c.period_start
+      left join windowed wc on wc.kind = c.kind and wc.id = c.id and wc.model = c.model
+                           and wc.window_start = c.window_start
+      left join windowed wp on wp.kind = c.kind and wp.id = c.id and wp.model = c.model
+                           and wp.window_start = c.window_start - make_interval(secs => spendgate.rate_window())
   ), mismatches as (
     select spendgate.scope_ref(kind, id, model) || jsonb_build_object('field', field, 'counter', counter,
                                                                      'ledger', ledger) as m
       from compared, lateral (values ('spend', spendgate.money(spend), spendgate.money(ledger_spend)),
                                      ('reserved', spendgate.money(reserved), spendgate.money(ledger_reserved)),
-                                     ('in_flight', in_flight::text, ledger_in_flight::text)) v(field, counter, ledger)
+                                     ('in_flight', in_flight::text, ledger_in_flight::text),
+                                     ('requests_cur', requests_cur::text, ledger_requests_cur::text),
+                                     ('requests_prev', requests_prev::text, ledger_requests_prev::text),
+                                     ('tokens_cur', tokens_cur::text, ledger_tokens_cur::text),
+                                     ('tokens_prev', tokens_prev::text, ledger_tokens_prev::text),
+                                     ('input_tokens_cur', itokens_cur::text, ledger_itokens_cur::text),
+                                     ('input_tokens_prev', itokens_prev::text, ledger_itokens_prev::text),
+                                     ('output_tokens_cur', otokens_cur::text, ledger_otokens_cur::text),
+                                     ('output_tokens_prev', otokens_prev::text, ledger_otokens_prev::text)
+                             ) v(field, counter, ledger)
      where counter <> ledger
   )
   select jsonb_build_object('ok', not exists (select from mismatches),
                             'scopes_checked', (select count(*) from compared),
                             'mismatches', coalesce((select jsonb_agg(m) from mismatches), '[]'))
+$$;
+
+-- GET /v1/events: newest first, p_count at most, after the cursor (created_at, event_id) of the last one seen.
+create function spendgate.list_events(p_type text, p_kind text, p_id text, p_before_at timestamptz,
+                                      p_before_id uuid, p_count integer)
+returns jsonb language sql stable as $$
+  with page as (
+    select e.*, row_number() over (order by e.created_at desc, e.event_id desc) as n
+      from spendgate.events e
+     where (p_type is null or e.type = p_type)
+       and (p_kind is null or e.kind = p_kind) and (p_id is null or e.id = p_id)
+       and (p_before_at is null or (e.created_at, e.event_id) < (p_before_at, p_before_id))
+     order by e.created_at desc, e.event_id desc
+     limit p_count + 1
+  )
+  select jsonb_build_object(
+    'data', coalesce((select jsonb_agg(jsonb_build_object(
+                        'event_id', event_id, 'type', type, 'scope', spendgate.scope_ref(kind, id, model),
+                        'period_start', spendgate.iso(period_start), 'created_at', spendgate.iso(created_at),
+                        'details', details) order by n)
+                      from page where n <= p_count), '[]'),
+    'next', (select jsonb_build_object('created_at', spendgate.iso(created_at), 'event_id', event_id)
+               from page where n = p_count and exists (select from page where n = p_count + 1)))
+$$;
+
+-- Sets what every instance must agree on (SPENDGATE_RATE_WINDOW_SECONDS), when the deploy step is given it.
+create function spendgate.configure(p_rate_window_seconds integer) returns void
+language sql as $$
+  update spendgate.settings set rate_window_seconds = coalesce(p_rate_window_seconds, rate_window_seconds)
 $$;

@@ -8,12 +8,12 @@ function uniqueKind(): string {
   return `lk_${letters}`;
 }
 
-// gpt-4o with {messages: [{role: user, content: "hi"}], max_tokens: 256}:
-// input 2 bytes + 4 per message + 3 priming = 9 × 0.0000025, output 256 × 0.00001.
+// gpt-4o with {messages: [{role: user, content: "hi"}], max_tokens: 256}: input "hi" is 1 o200k_base
+// token + 4 per message + 3 priming = 8 × 0.0000025, output 256 × 0.00001.
 const HI = { messages: [{ role: 'user', content: 'hi' }], max_tokens: 256 };
-const GPT_4O_HI_COST = '0.0025825';
-// gpt-4o-mini, same request: 9 × 0.00000015 + 256 × 0.0000006.
-const GPT_4O_MINI_HI_COST = '0.00015495';
+const GPT_4O_HI_COST = '0.002580';
+// gpt-4o-mini (o200k_base too), same request: 8 × 0.00000015 + 256 × 0.0000006.
+const GPT_4O_MINI_HI_COST = '0.0001548';
 
 describe.each(backends)('limits (%s)', (backend) => {
   let h: Harness;
@@ -389,15 +389,15 @@ describe.each(backends)('limits (%s)', (backend) => {
       const held = await h.service('POST', '/v1/reservations', { scopes: { key: uniqueId('key'), team }, model: 'gpt-4o', request: HI });
       expect(held.status).toBe(201);
       const scope = held.body.scopes.find((s: { kind: string }) => s.kind === 'team');
-      expect(scope).toMatchObject({ id: team, max_budget: '5.000000', reserved: GPT_4O_HI_COST, remaining: '4.9974175' });
+      expect(scope).toMatchObject({ id: team, max_budget: '5.000000', reserved: GPT_4O_HI_COST, remaining: '4.997420' });
       expect(scope.model_limit).toMatchObject({
-        model: 'gpt-4o', max_budget: '1.000000', rpm: 7, spend: '0.000000', reserved: GPT_4O_HI_COST, remaining: '0.9974175', in_flight: 1, requests_in_window: 1,
+        model: 'gpt-4o', max_budget: '1.000000', rpm: 7, spend: '0.000000', reserved: GPT_4O_HI_COST, remaining: '0.997420', in_flight: 1, requests_in_window: 1,
       });
       const key = held.body.scopes.find((s: { kind: string }) => s.kind === 'key');
       expect(key.model_limit).toBeUndefined();
 
       let read = await h.service('GET', `/v1/limits/team/${team}`);
-      expect(read.body.models['gpt-4o']).toMatchObject({ max_budget: '1.000000', rpm: 7, reserved: GPT_4O_HI_COST, remaining: '0.9974175', in_flight: 1 });
+      expect(read.body.models['gpt-4o']).toMatchObject({ max_budget: '1.000000', rpm: 7, reserved: GPT_4O_HI_COST, remaining: '0.997420', in_flight: 1 });
 
       await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { cost: '0.75' });
       read = await h.service('GET', `/v1/limits/team/${team}`);

@@ -2,8 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backends } from './support/databases.ts';
 import { type Harness, startHarness, uniqueId } from './support/harness.ts';
+import { encodingForModel } from '../lib/tokenizer.ts';
 
-// {messages: [{role: "user", content: "hi"}]}: 2 bytes + 4 per message + 3 priming = 9 input tokens.
+// {messages: [{role: "user", content: "hi"}]}: 4 per message + 3 priming + "hi", which is 2 UTF-8 bytes, or
+// 1 token for OpenAI models (o200k_base and cl100k_base alike): 9 input tokens, or 8 for OpenAI models.
 const HI = [{ role: 'user', content: 'hi' }];
 
 const priceFile = new URL('../../shared/data/litellm_model_prices.json', import.meta.url);
@@ -109,8 +111,8 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
 
       const held = await reserve('openai/gpt-4o', { messages: HI, max_tokens: 256 });
       expect(held.status).toBe(201);
-      // 9 × 0.0000025 + 256 × 0.00001, as for gpt-4o itself
-      expect(held.body).toMatchObject({ model: 'openai/gpt-4o', reserved_cost: '0.0025825', estimate: { input_tokens: 9, output_tokens: 256, source: 'request' } });
+      // 8 × 0.0000025 + 256 × 0.00001, as for gpt-4o itself: the prefix is read for the tokenizer too
+      expect(held.body).toMatchObject({ model: 'openai/gpt-4o', reserved_cost: '0.002580', estimate: { input_tokens: 8, output_tokens: 256, source: 'request' } });
     });
 
     it('an exact name wins over the name without its prefix', async () => {
@@ -143,14 +145,14 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
     it('gpt-4o without max_tokens holds 16384 output tokens', async () => {
       const held = await reserve('gpt-4o', { messages: HI });
       expect(held.status).toBe(201);
-      // 9 × 0.0000025 + 16384 × 0.00001 = 0.0000225 + 0.16384
-      expect(held.body).toMatchObject({ reserved_cost: '0.1638625', reserved_tokens: 16393, estimate: { input_tokens: 9, output_tokens: 16384, source: 'request' } });
+      // 8 × 0.0000025 + 16384 × 0.00001 = 0.00002 + 0.16384
+      expect(held.body).toMatchObject({ reserved_cost: '0.163860', reserved_tokens: 16392, estimate: { input_tokens: 8, output_tokens: 16384, source: 'request' } });
     });
 
     it('a hostile max_tokens is clamped to the model\'s max_output_tokens', async () => {
       const held = await reserve('gpt-4o', { messages: HI, max_tokens: 999999999 });
       expect(held.status).toBe(201);
-      expect(held.body).toMatchObject({ reserved_cost: '0.1638625', estimate: { input_tokens: 9, output_tokens: 16384 } });
+      expect(held.body).toMatchObject({ reserved_cost: '0.163860', estimate: { input_tokens: 8, output_tokens: 16384 } });
     });
 
     it('a 128000-token model: max_tokens 999999999 → 128000; the larger output limit counts; n multiplies', async () => {
@@ -193,10 +195,11 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
     it('an embedding model holds no output', async () => {
       const held = await reserve('text-embedding-3-small', { input: 'hello world', max_tokens: 500 });
       expect(held.status).toBe(201);
-      // 11 bytes × 0.00000002
-      expect(held.body).toMatchObject({ reserved_cost: '0.00000022', reserved_tokens: 11, estimate: { input_tokens: 11, output_tokens: 0, source: 'request' } });
+      // "hello world" is 2 cl100k_base tokens: 2 × 0.00000002
+      expect(held.body).toMatchObject({ reserved_cost: '0.00000004', reserved_tokens: 2, estimate: { input_tokens: 2, output_tokens: 0, source: 'request' } });
+      // "ab" 1 + "cde" 2 tokens: 3 × 0.00000002
       const list = await reserve('text-embedding-3-small', { input: ['ab', 'cde'] });
-      expect(list.body).toMatchObject({ reserved_cost: '0.0000001', estimate: { input_tokens: 5, output_tokens: 0 } });
+      expect(list.body).toMatchObject({ reserved_cost: '0.00000006', estimate: { input_tokens: 3, output_tokens: 0 } });
     });
 
     it('a chat model that also carries per-image prices is still priced by tokens', async () => {
@@ -262,14 +265,14 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
         usage: { input_tokens: 100, output_tokens: 50, cache_read_input_tokens: 1000 },
       });
       // 100 × 0.000003 + 50 × 0.000015 + 1000 × 0.0000003 = 0.0003 + 0.00075 + 0.0003
-      expect(settled.body).toMatchObject({ actual_cost: '0.001350', actual_tokens: 1150, cost_source: 'usage' });
+      expect(settled.body).toMatchObject({ actual_cost: '0.001350', actual_tokens: 150 /* cache reads do not count against TPM */, cost_source: 'usage' });
 
       const again = await reserve(name, { messages: HI, max_tokens: 1000 });
       const withWrites = await h.service('POST', `/v1/reservations/${again.body.id}/settle`, {
         usage: { input_tokens: 100, output_tokens: 50, cache_read_input_tokens: 1000, cache_creation_input_tokens: 200 },
       });
       // + 200 × 0.00000375
-      expect(withWrites.body).toMatchObject({ actual_cost: '0.002100', actual_tokens: 1350 });
+      expect(withWrites.body).toMatchObject({ actual_cost: '0.002100', actual_tokens: 350 /* cache writes count against TPM, cache reads do not */ });
     });
 
     it('a missing cache rate falls back to the input rate', async () => {
@@ -300,7 +303,7 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
         const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { usage });
         expect(settled.status).toBe(200);
         // Above the hold: charged in full.
-        expect(settled.body).toMatchObject({ actual_cost: '0.004000', actual_tokens: 1300, released_cost: '0.000000', cost_source: 'usage' });
+        expect(settled.body).toMatchObject({ actual_cost: '0.004000', actual_tokens: 900 /* the 400 cached tokens do not count against TPM */, released_cost: '0.000000', cost_source: 'usage' });
       }
     });
 
@@ -337,7 +340,8 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
         expect(refused.body.error.message).toContain(model);
         expect(refused.body.error.issues.map((i: { path: string }) => i.path)).toContain('model');
         const known = await z.service('POST', '/v1/reservations', { scopes: { key: uniqueId('key') }, model: 'gpt-4o', request: { messages: HI, max_tokens: 256 } });
-        expect(known.body.reserved_cost).toBe('0.0025825');
+        // 8 × 0.0000025 + 256 × 0.00001
+        expect(known.body.reserved_cost).toBe('0.002580');
         await z.expectAuditOk();
       } finally {
         await z.close();
@@ -391,13 +395,13 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
 
       const turbo = await reserve('gpt-4-turbo', { messages: HI, max_tokens: 100 });
       expect(turbo.status).toBe(201);
-      // 9 × 0.00001 + 100 × 0.00003
-      expect(turbo.body).toMatchObject({ reserved_cost: '0.003090', estimate: { input_tokens: 9, output_tokens: 100, source: 'request' } });
-      // No max_tokens: its max_output_tokens, 4096.
+      // 8 (cl100k_base) × 0.00001 + 100 × 0.00003
+      expect(turbo.body).toMatchObject({ reserved_cost: '0.003080', estimate: { input_tokens: 8, output_tokens: 100, source: 'request' } });
+      // No max_tokens: its max_output_tokens, 4096. 8 × 0.00001 + 4096 × 0.00003
       const capped = await reserve('gpt-4-turbo', { messages: HI });
-      expect(capped.body).toMatchObject({ reserved_cost: '0.122970', estimate: { output_tokens: 4096 } });
+      expect(capped.body).toMatchObject({ reserved_cost: '0.122960', estimate: { output_tokens: 4096 } });
       const prefixed = await reserve('anthropic/claude-3-opus-20240229', { messages: HI, max_tokens: 10 });
-      // 9 × 0.000015 + 10 × 0.000075
+      // 9 (bytes: not an OpenAI model) × 0.000015 + 10 × 0.000075
       expect(prefixed.body).toMatchObject({ reserved_cost: '0.000885', estimate: { source: 'request' } });
       const read = await h.service('GET', '/v1/models/gpt-4-turbo');
       expect(read.body).toMatchObject({ name: 'gpt-4-turbo', input_cost_per_token: '0.00001', output_cost_per_token: '0.00003', supports_vision: true });
@@ -410,7 +414,7 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
       const check = async ([name, entry]: [string, Record<string, unknown>]) => {
         const maxIn = typeof entry.max_input_tokens === 'number' ? entry.max_input_tokens : Infinity;
         const maxOut = typeof entry.max_output_tokens === 'number' ? entry.max_output_tokens : 16384;
-        const input = BigInt(Math.min(9, maxIn));
+        const input = BigInt(Math.min(encodingForModel(name) === null ? 9 : 8, maxIn));
         const output = BigInt(Math.min(1, maxOut));
         const outRate = [units(entry.output_cost_per_token as number), ...(typeof entry.output_cost_per_reasoning_token === 'number' ? [units(entry.output_cost_per_reasoning_token)] : [])]
           .reduce((a, b) => (a > b ? a : b));

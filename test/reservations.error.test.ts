@@ -98,8 +98,9 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
       const key = uniqueId('key');
       const held = await reserve({ scopes: { key }, model: 'gpt-4o', request: { messages: [{ role: 'user', content: 'hi' }], max_tokens: Number.MAX_SAFE_INTEGER } });
       expect(held.status).toBe(201);
-      expect(held.body.estimate).toMatchObject({ input_tokens: 9, output_tokens: 16384 });
-      expect(held.body.reserved_cost).toBe('0.1638625');
+      // "hi" is 1 o200k_base token: 4 + 1 + 3 = 8 × 0.0000025 + 16384 × 0.00001
+      expect(held.body.estimate).toMatchObject({ input_tokens: 8, output_tokens: 16384 });
+      expect(held.body.reserved_cost).toBe('0.163860');
       const other = uniqueId('key');
       expectInvalid(await reserve(`{"scopes":{"key":"${other}"},"model":"gpt-4o","request":{"max_tokens":100000000000000000000}}`), 'request.max_tokens');
       await expectNeverSeen('key', other);
@@ -499,20 +500,41 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
       expect(read.body.models['gpt-4o']).toMatchObject({ max_budget: '0.010000', reserved: '0.000000', in_flight: 0 });
     });
 
-    it('a refused reservation does not use up its idempotency key', async () => {
+    it('a retried refused key gets the same refusal, even once the budget has room; a new key is a new attempt', async () => {
+      const team = uniqueId('team');
+      const idem = uniqueId('idem');
+      await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '0.1' });
+      const body = { scopes: { team }, estimate: { cost: '0.2' }, idempotency_key: idem };
+      const refused = await reserve(body);
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('idempotent-replayed')).toBeNull();
+      await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '1' });
+      const again = await reserve(body);
+      expect(again.status).toBe(429);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(again.body).toEqual(refused.body);
+      expect(again.headers.get('retry-after')).toBe(refused.headers.get('retry-after'));
+      // The same key with another body is a conflict, as for an admitted key.
+      expect((await reserve({ ...body, estimate: { cost: '0.3' } })).status).toBe(409);
+      expect((await limitOf('team', team)).body).toMatchObject({ reserved: '0.000000', in_flight: 0 });
+      const fresh = await reserve({ ...body, idempotency_key: uniqueId('idem') });
+      expect(fresh.status).toBe(201);
+      expect((await limitOf('team', team)).body).toMatchObject({ reserved: '0.200000', in_flight: 1 });
+    });
+
+    it('a refusal is forgotten after a day: the sweeper clears it and the key may be used again', async () => {
       const team = uniqueId('team');
       const idem = uniqueId('idem');
       await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '0.1' });
       const body = { scopes: { team }, estimate: { cost: '0.2' }, idempotency_key: idem };
       expect((await reserve(body)).status).toBe(429);
-      expect((await reserve(body)).status).toBe(429);
       await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '1' });
-      const admitted = await reserve(body);
-      expect(admitted.status).toBe(201);
-      const replay = await reserve(body);
-      expect(replay.status).toBe(200);
-      expect(replay.body.id).toBe(admitted.body.id);
-      expect((await limitOf('team', team)).body).toMatchObject({ reserved: '0.200000', in_flight: 1 });
+      h.clock.advance(23 * 3600);
+      expect((await h.admin('POST', '/v1/sweep')).status).toBe(200);
+      expect((await reserve(body)).status).toBe(429);
+      h.clock.advance(3600 + 1);
+      expect((await h.admin('POST', '/v1/sweep')).status).toBe(200);
+      expect((await reserve(body)).status).toBe(201);
     });
 
     it('is all or nothing: when one scope refuses, the other scopes are unchanged', async () => {
@@ -755,7 +777,7 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
   });
 
   describe('TPM quarter cap', () => {
-    const messages = [{ role: 'user', content: 'hi' }]; // 9 input tokens
+    const messages = [{ role: 'user', content: 'hi' }]; // 8 input tokens for gpt-4o: 4 + 1 ("hi", o200k_base) + 3
 
     it('without max_tokens the output part of the token hold is a quarter of the smallest tpm', async () => {
       nextMinute(h);
@@ -765,13 +787,13 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
       await h.admin('PUT', `/v1/limits/key/${key}`, { tpm: 100_000 });
       const held = await reserve({ scopes: { team, key }, model: 'gpt-4o', request: { messages } });
       expect(held.status).toBe(201);
-      expect(held.body.reserved_tokens).toBe(9 + 1000);
-      expect(held.body.estimate).toMatchObject({ input_tokens: 9, output_tokens: 16384, output_tokens_cap: 1000 });
-      // The cost still holds the whole output: 9 × 0.0000025 + 16384 × 0.00001.
-      expect(held.body.reserved_cost).toBe('0.1638625');
-      expect((await limitOf('team', team)).body.tokens_in_window).toBe(1009);
-      expect(held.headers.get('x-ratelimit-team-remaining-tokens')).toBe('2991');
-      expect(held.headers.get('x-ratelimit-remaining-tokens')).toBe('2991');
+      expect(held.body.reserved_tokens).toBe(8 + 1000);
+      expect(held.body.estimate).toMatchObject({ input_tokens: 8, output_tokens: 16384, output_tokens_cap: 1000 });
+      // The cost still holds the whole output: 8 × 0.0000025 + 16384 × 0.00001.
+      expect(held.body.reserved_cost).toBe('0.163860');
+      expect((await limitOf('team', team)).body.tokens_in_window).toBe(1008);
+      expect(held.headers.get('x-ratelimit-team-remaining-tokens')).toBe('2992');
+      expect(held.headers.get('x-ratelimit-remaining-tokens')).toBe('2992');
     });
 
     it('with max_tokens 3000 it holds input + 3000', async () => {
@@ -780,18 +802,18 @@ describe.each(backends)('reservations, errors (%s)', (backend) => {
       await h.admin('PUT', `/v1/limits/team/${team}`, { tpm: 4000 });
       const held = await reserve({ scopes: { team }, model: 'gpt-4o', request: { messages, max_tokens: 3000 } });
       expect(held.status).toBe(201);
-      expect(held.body.reserved_tokens).toBe(3009);
-      expect(held.body.estimate).toMatchObject({ input_tokens: 9, output_tokens: 3000 });
+      expect(held.body.reserved_tokens).toBe(3008);
+      expect(held.body.estimate).toMatchObject({ input_tokens: 8, output_tokens: 3000 });
       expect(held.body.estimate.output_tokens_cap).toBeUndefined();
       const again = await reserve({ scopes: { team }, model: 'gpt-4o', request: { messages, max_tokens: 3000 } });
       expect(again.status).toBe(429);
-      expect(again.body.error).toMatchObject({ type: 'rate_limit_exceeded', limit_type: 'tpm', limit: 4000, used: 3009 });
+      expect(again.body.error).toMatchObject({ type: 'rate_limit_exceeded', limit_type: 'tpm', limit: 4000, used: 3008 });
     });
 
     it('without any tpm the output part is not capped', async () => {
       const key = uniqueId('key');
       const held = await reserve({ scopes: { key }, model: 'gpt-4o', request: { messages } });
-      expect(held.body.reserved_tokens).toBe(9 + 16384);
+      expect(held.body.reserved_tokens).toBe(8 + 16384);
       expect(held.body.estimate.output_tokens_cap).toBeUndefined();
     });
   });

@@ -20,20 +20,21 @@ describe.each(backends)('reservations, happy paths (%s)', (backend) => {
     });
     expect(held.status).toBe(201);
     expect(held.body.status).toBe('held');
-    // input: 4 framing + 2 bytes + 3 priming = 9 tokens × 0.0000025; output 256 × 0.00001
-    expect(held.body.estimate).toMatchObject({ input_tokens: 9, output_tokens: 256, source: 'request' });
-    expect(held.body.reserved_cost).toBe('0.0025825');
-    expect(held.body.reserved_tokens).toBe(265);
+    // input: 4 framing + 1 ("hi" in o200k_base, gpt-4o's tokenizer) + 3 priming = 8 tokens × 0.0000025;
+    // output 256 × 0.00001
+    expect(held.body.estimate).toMatchObject({ input_tokens: 8, output_tokens: 256, source: 'request' });
+    expect(held.body.reserved_cost).toBe('0.002580');
+    expect(held.body.reserved_tokens).toBe(264);
     expect(held.body.expires_at).toBe('2026-03-10T12:10:00.000000Z');
     const teamScope = held.body.scopes.find((s: { kind: string }) => s.kind === 'team');
-    expect(teamScope).toMatchObject({ id: team, max_budget: '10.000000', reserved: '0.0025825', remaining: '9.9974175' });
+    expect(teamScope).toMatchObject({ id: team, max_budget: '10.000000', reserved: '0.002580', remaining: '9.997420' });
 
     const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, {
       usage: { prompt_tokens: 1000, completion_tokens: 100, prompt_tokens_details: { cached_tokens: 400 } },
     });
     expect(settled.status).toBe(200);
     // 600 × 0.0000025 + 400 × 0.00000125 + 100 × 0.00001 = 0.0015 + 0.0005 + 0.001
-    expect(settled.body).toMatchObject({ status: 'settled', actual_cost: '0.003000', released_cost: '0.000000', actual_tokens: 1100, cost_source: 'usage', late: false });
+    expect(settled.body).toMatchObject({ status: 'settled', actual_cost: '0.003000', released_cost: '0.000000', actual_tokens: 700 /* the 400 cached tokens do not count against TPM */, cost_source: 'usage', late: false });
 
     const limit = await h.service('GET', `/v1/limits/team/${team}`);
     expect(limit.body).toMatchObject({ spend: '0.003000', reserved: '0.000000', remaining: '9.997000', in_flight: 0 });

@@ -41,8 +41,13 @@ export const ModelEntry = z
 
 export const Model = z.looseObject({ name: z.string(), updated_at: z.string() }).openapi('Model');
 
-export const ModelName = z
+/** A model name: any text but one starting with "@", which the ledger keeps for a scope's budget windows. */
+export const ModelNameText = z
   .string()
   .min(1)
   .max(256)
-  .openapi({ param: { name: 'name', in: 'path' }, example: 'gpt-4o', description: 'URL-encode a slash: openai%2Fgpt-4o' });
+  .refine((name) => !name.startsWith('@'), 'a model name must not start with "@"');
+
+export const ModelName = ModelNameText.openapi({
+  param: { name: 'name', in: 'path' }, example: 'gpt-4o', description: 'URL-encode a slash: openai%2Fgpt-4o',
+});

@@ -2,9 +2,9 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { App } from '../app-env.ts';
 import { allow } from '../auth.ts';
 import { errorResponses } from '../schemas.ts';
-import { ModelEntry } from './model-schemas.ts';
+import { ModelEntry, ModelNameText } from './model-schemas.ts';
 
-const ImportBody = z.record(z.string().min(1).max(256), z.unknown()).openapi('ModelImport', {
+const ImportBody = z.record(z.string().max(256), z.unknown()).openapi('ModelImport', {
   description: "A whole model_prices_and_context_window.json: model names to entries.",
 });
 
@@ -38,6 +38,11 @@ export function register(app: App) {
     for (const [name, entry] of Object.entries(c.req.valid('json'))) {
       if (name === 'sample_spec') {
         skipped.push({ name, reason: "LiteLLM's documentation of the format, not a model" });
+        continue;
+      }
+      const badName = ModelNameText.safeParse(name);
+      if (!badName.success) {
+        skipped.push({ name, reason: `name: ${badName.error.issues.map((i) => i.message).join('; ')}` });
         continue;
       }
       const parsed = ModelEntry.safeParse(entry);

@@ -3,7 +3,7 @@ import type { App } from '../app-env.ts';
 import { allow } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { bodyHash } from '../hash.ts';
-import { normalizeUsage, totalTokens } from '../provider-usage.ts';
+import { normalizeUsage, rateLimitedInputTokens } from '../provider-usage.ts';
 import { Amount, errorResponses, Money, replayedHeader, Reservation, ReservationId } from '../schemas.ts';
 
 const SettleBody = z
@@ -60,7 +60,8 @@ export function register(app: App) {
       cost: body.cost,
       usage,
       images: body.images,
-      actual_tokens: usage ? totalTokens(usage) : undefined,
+      actual_input_tokens: usage ? rateLimitedInputTokens(usage) : undefined,
+      actual_output_tokens: usage?.output_tokens,
       settle_hash: await bodyHash(body),
     });
     // A repeated settle answers exactly as the first did; only the header tells it apart.

@@ -44,6 +44,8 @@ export interface HarnessOptions {
   pool?: number;
   /** The time the manual clock starts at; `null` to use the database's own clock. */
   start?: string | null;
+  /** Where the app's request log lines go; dropped by default. */
+  logRequest?: (line: string) => void;
 }
 
 /** The app on a fresh database, with a manual clock, driven through its fetch handler: in process, or over HTTP
@@ -65,6 +67,7 @@ export async function startHarness(backend: Backend, options: HarnessOptions = {
     config,
     clock: appClock,
     logError: process.env.TEST_LOG_ERRORS ? undefined : () => {},
+    logRequest: options.logRequest ?? (() => {}),
   });
   const transport = await openTransport(app, database, env, appClock, options.pool);
   const as = (role: Role): Caller => async (method, path, body, headers = {}) => {

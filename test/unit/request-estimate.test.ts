@@ -1,16 +1,19 @@
 import { describe, it, expect } from 'vitest';
 import { estimateRequest } from '../../lib/request-estimate.ts';
 
-// Framing used throughout: 4 tokens per message, 3 for the reply priming.
+// Without a tokenizer every text counts one token per UTF-8 byte (test/unit/tokenizer.test.ts has the rest).
+// Framing used throughout: 4 tokens per message, 3 for the reply priming, 12 once when tools are defined.
 
 describe('estimateRequest: chat messages', () => {
   it('counts one user message as framing + text bytes + priming', () => {
     expect(estimateRequest({ messages: [{ role: 'user', content: 'hi' }] })).toEqual({
       input_tokens: 4 + 2 + 3,
+      input_counter: 'utf8_bytes',
       unsized_parts: 0,
       max_output_tokens: null,
       n: 1,
       size: null,
+      characters: 0,
     });
   });
 
@@ -158,8 +161,9 @@ describe('estimateRequest: system, tools and schemas', () => {
   });
 
   it('counts tools, functions, tool_choice and response_format by their JSON', () => {
-    // [{"name":"f"}] 14, [] 2, "auto" 6, {"type":"json_object"} 22.
-    expect(estimateRequest({ tools: [{ name: 'f' }] }).input_tokens).toBe(14);
+    // [{"name":"f"}] 14, [] 2, "auto" 6, {"type":"json_object"} 22; + 12 once when tools or functions define any.
+    expect(estimateRequest({ tools: [{ name: 'f' }] }).input_tokens).toBe(14 + 12);
+    expect(estimateRequest({ functions: [{ name: 'f' }] }).input_tokens).toBe(14 + 12);
     expect(estimateRequest({ functions: [] }).input_tokens).toBe(2);
     expect(estimateRequest({ tool_choice: 'auto' }).input_tokens).toBe(6);
     expect(estimateRequest({ response_format: { type: 'json_object' } }).input_tokens).toBe(22);
@@ -170,7 +174,16 @@ describe('estimateRequest: system, tools and schemas', () => {
         tool_choice: 'auto',
         response_format: { type: 'json_object' },
       }).input_tokens,
-    ).toBe(14 + 2 + 6 + 22);
+    ).toBe(14 + 2 + 6 + 22 + 12);
+  });
+
+  it('adds the tool-definitions framing once, however many tools and fields define them', () => {
+    // [{"name":"f"},{"name":"g"}] 27, [{"name":"h"}] 14.
+    expect(estimateRequest({ tools: [{ name: 'f' }, { name: 'g' }], functions: [{ name: 'h' }] }).input_tokens).toBe(
+      27 + 14 + 12,
+    );
+    // Not an array of definitions: counted as JSON, no framing. {"name":"f"} is 12 bytes.
+    expect(estimateRequest({ tools: { name: 'f' } }).input_tokens).toBe(12);
   });
 
   it('counts Responses API instructions by their bytes', () => {
@@ -189,11 +202,13 @@ describe('estimateRequest: system, tools and schemas', () => {
       ],
     };
     expect(estimateRequest(request)).toEqual({
-      input_tokens: 3 + 14 + (4 + 4) + (4 + 2) + 3,
+      input_tokens: 3 + (14 + 12) + (4 + 4) + (4 + 2) + 3,
+      input_counter: 'utf8_bytes',
       unsized_parts: 1,
       max_output_tokens: 1024,
       n: 1,
       size: null,
+      characters: 0,
     });
   });
 });
@@ -318,10 +333,12 @@ describe('estimateRequest: output limits, n and size', () => {
   it('reads an image generation request', () => {
     expect(estimateRequest({ prompt: 'a cat', size: '512x512', n: 2 })).toEqual({
       input_tokens: 5,
+      input_counter: 'utf8_bytes',
       unsized_parts: 0,
       max_output_tokens: null,
       n: 2,
       size: '512x512',
+      characters: 0,
     });
   });
 });
@@ -330,7 +347,7 @@ describe('estimateRequest: odd shapes', () => {
   it('never throws and counts nothing it does not understand', () => {
     expect(
       estimateRequest({ messages: 'hi', system: 5, prompt: { a: 1 }, input: true, instructions: ['x'] }),
-    ).toEqual({ input_tokens: 0, unsized_parts: 0, max_output_tokens: null, n: 1, size: null });
+    ).toEqual({ input_tokens: 0, input_counter: 'utf8_bytes', unsized_parts: 0, max_output_tokens: null, n: 1, size: null, characters: 0 });
   });
 
   it('skips message entries that are not objects but still primes the reply', () => {
@@ -358,5 +375,14 @@ describe('several prompts', () => {
     expect(estimateRequest({ prompt: 'one', n: 3 }).n).toBe(3);
     // An array of token ids is one prompt.
     expect(estimateRequest({ prompt: [1, 2, 3] }).n).toBe(1);
+  });
+});
+
+describe('estimateRequest: speech', () => {
+  it('counts the characters of a text-to-speech input as code points, not bytes or UTF-16 units', () => {
+    expect(estimateRequest({ model: 'tts-1', input: 'Hello, world!' }).characters).toBe(13);
+    // é is 2 UTF-8 bytes, 😀 is 2 UTF-16 units and 4 bytes: each is one character.
+    expect(estimateRequest({ input: 'café 😀' }).characters).toBe(6);
+    expect(estimateRequest({ input: ['a', 'b'] }).characters).toBe(0);
   });
 });
