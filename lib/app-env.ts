@@ -1,6 +1,7 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Config, Role } from './config.ts';
 import type { Ledger } from './ledger.ts';
+import type { DeliveryReport } from './webhooks.ts';
 
 /** What every handler can read from its context. */
 export type AppEnv = {
@@ -8,6 +9,8 @@ export type AppEnv = {
     ledger: Ledger;
     config: Config;
     role: Role;
+    /** Delivers the webhook events that are due (null when no webhook is configured). */
+    deliverEvents: () => Promise<DeliveryReport | null>;
   };
 };
 

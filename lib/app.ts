@@ -31,6 +31,7 @@ import * as reservationsGet from './routes/v1_reservations_get.ts';
 import * as reservationsRelease from './routes/v1_reservations_release.ts';
 import * as reservationsSettle from './routes/v1_reservations_settle.ts';
 import * as sweep from './routes/v1_sweep.ts';
+import { deliverDueEvents } from './webhooks.ts';
 
 export interface AppDeps {
   db: Queryable;
@@ -39,11 +40,17 @@ export interface AppDeps {
   clock?: Clock;
   /** Where unexpected errors are reported (never with tokens or bodies). Defaults to console.error. */
   logError?: (message: string, error: unknown) => void;
+  /** What webhooks are POSTed with. Defaults to the runtime's fetch. */
+  fetch?: (input: string, init: RequestInit) => Promise<Response>;
 }
 
 /** The whole HTTP API as a Hono app: Web-standard `fetch`, the same on Node, Deno and at the edge. */
 export function createApp(deps: AppDeps): App {
-  const ledger = createLedger(deps.db, deps.clock ?? databaseClock);
+  const clock = deps.clock ?? databaseClock;
+  const ledger = createLedger(deps.db, clock);
+  // Called through a wrapper: some runtimes refuse a fetch detached from globalThis.
+  const webhookFetch = deps.fetch ?? ((input: string, init: RequestInit) => fetch(input, init));
+  const deliverEvents = () => deliverDueEvents(deps.db, webhookFetch, deps.config, clock);
   const logError = deps.logError ?? ((message, error) => console.error(message, error));
   const app: App = new OpenAPIHono<AppEnv>({
     getPath: modelNamesWithSlashes,
@@ -56,6 +63,7 @@ export function createApp(deps: AppDeps): App {
   app.use('*', async (c, next) => {
     c.set('ledger', ledger);
     c.set('config', deps.config);
+    c.set('deliverEvents', deliverEvents);
     await next();
   });
   const tooLarge = (limit: number) => () => {
