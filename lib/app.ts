@@ -14,8 +14,10 @@ import { DatabaseUnavailable, type Queryable } from './db.ts';
 import { ApiError, errorResponse, type FieldIssue } from './errors.ts';
 import { exactJsonNumbers } from './exact-json.ts';
 import { createLedger } from './ledger.ts';
+import * as dashboardPage from './routes/dashboard_page.ts';
 import * as health from './routes/health.ts';
 import * as auditRoute from './routes/v1_audit.ts';
+import * as dashboardRoute from './routes/v1_dashboard.ts';
 import * as limitsDelete from './routes/v1_limits_delete.ts';
 import * as limitsGet from './routes/v1_limits_get.ts';
 import * as limitsList from './routes/v1_limits_list.ts';
@@ -87,6 +89,7 @@ export function createApp(deps: AppDeps): App {
   for (const route of [
     health, reservationsCheck, reservationsCreate, reservationsSettle, reservationsRelease, reservationsExtend, reservationsGet,
     limitsPut, limitsGet, limitsList, limitsDelete, modelsPut, modelsGet, modelsImport, sweep, auditRoute, eventsRoute,
+    dashboardRoute, dashboardPage,
   ]) {
     route.register(app);
   }

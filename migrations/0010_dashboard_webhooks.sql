@@ -76,7 +76,7 @@ $$;
 --             and budget windows, and how much of max_budget is spent and reserved (percent, one decimal);
 --   holds     live holds: count, amount, and the oldest p_list of them;
 --   refusals  refused reserves of the last 24 hours by type, and the latest p_list;
---   spend     settled cost per hour over the last p_hours hours (the current hour last);
+--   spend     settled cost per hour over the last p_hours hours (the current hour last), and its total;
 --   events    the latest p_list events with their webhook delivery state.
 create function spendgate.dashboard(p_hours integer, p_scopes integer, p_list integer, p_at timestamptz default null)
 returns jsonb language plpgsql stable as $$
@@ -148,6 +148,8 @@ begin
                      from spendgate.reservations
                     where settled_at >= v_first_hour and settled_at <= v_at
                     group by 1) s on s.hour_start = h.hour_start),
+    'spend_total', (select spendgate.money(coalesce(sum(actual_cost), 0)) from spendgate.reservations
+                     where settled_at >= v_first_hour and settled_at <= v_at),
     'events', (
       select coalesce(jsonb_agg(spendgate.event_json(e)
                                 || jsonb_build_object('delivered_at', spendgate.iso(e.delivered_at),
