@@ -4,6 +4,8 @@
  */
 import type { z } from '@hono/zod-openapi';
 import type * as audit from './routes/v1_audit.ts';
+import type * as events from './routes/v1_events.ts';
+import type * as check from './routes/v1_reservations_check.ts';
 import type * as health from './routes/health.ts';
 import type * as limitsDelete from './routes/v1_limits_delete.ts';
 import type * as limitsGet from './routes/v1_limits_get.ts';
@@ -59,7 +61,12 @@ export type ModelImport = BodyOf<typeof modelsImport.route>;
 // `limit` is coerced from the query string, so its schema accepts anything: a number is what it means.
 export type LimitListQuery = Omit<QueryOf<typeof limitsList.route>, 'limit'> & { limit?: number };
 
+// `limit` is coerced from the query string, as for LimitListQuery.
+export type EventListQuery = Omit<QueryOf<typeof events.route>, 'limit'> & { limit?: number };
+
 export type Reservation = z.output<typeof ReservationSchema>;
+export type ReserveCheck = AnswerOf<typeof check.route, 200>;
+export type EventPage = AnswerOf<typeof events.route, 200>;
 export type Reserved = AnswerOf<typeof reserve.route, 201>;
 export type Settled = AnswerOf<typeof settle.route, 200>;
 export type Released = AnswerOf<typeof release.route, 200>;

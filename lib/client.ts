@@ -7,8 +7,8 @@
  *     () => openai.chat.completions.create(request));
  */
 import type {
-  AuditReport, ExtendRequest, Health, Limit, LimitDeleted, LimitListQuery, LimitPage, LimitRequest, Model,
-  ModelEntry, ModelImport, ModelImportResult, Released, Reservation, Reserved, ReserveRequest, Settled,
+  AuditReport, EventListQuery, EventPage, ExtendRequest, Health, Limit, LimitDeleted, LimitListQuery, LimitPage, LimitRequest, Model,
+  ModelEntry, ModelImport, ModelImportResult, Released, Reservation, ReserveCheck, Reserved, ReserveRequest, Settled,
   SettleRequest, Swept,
 } from './client-types.ts';
 import { type CallOptions, createTransport, type TransportOptions } from './client-transport.ts';
@@ -27,6 +27,8 @@ export interface ReserveOptions extends CallOptions {
 
 export interface Reservations {
   create(body: ReserveRequest, options?: ReserveOptions): Promise<Reserved>;
+  /** What create would answer, with nothing written: the hold it would take, or the error it would throw. */
+  check(body: ReserveRequest, options?: CallOptions): Promise<ReserveCheck>;
   get(id: string, options?: CallOptions): Promise<Reservation>;
   settle(id: string, body: SettleRequest, options?: CallOptions): Promise<Settled>;
   release(id: string, options?: CallOptions): Promise<Released>;
@@ -53,6 +55,8 @@ export interface SpendgateClient {
   reservations: Reservations;
   limits: Limits;
   models: Models;
+  /** Budget events, newest first (soft_budget, budget_80, budget_100, budget_refused). */
+  events(query?: EventListQuery, options?: CallOptions): Promise<EventPage>;
   sweep(options?: CallOptions): Promise<Swept>;
   audit(options?: CallOptions): Promise<AuditReport>;
   health(options?: CallOptions): Promise<Health>;
@@ -73,6 +77,7 @@ export function createClient(options: TransportOptions): SpendgateClient {
       const idempotency_key = request.idempotency_key ?? idempotencyKey ?? crypto.randomUUID();
       return body<Reserved>('POST', '/v1/reservations', { ...call, body: { ...request, idempotency_key } });
     },
+    check: (request, call) => body<ReserveCheck>('POST', '/v1/reservations/check', { ...call, body: request }),
     get: (id, call) => body<Reservation>('GET', reservation(id), call),
     settle: (id, request, call) => body<Settled>('POST', `${reservation(id)}/settle`, { ...call, body: request }),
     release: (id, call) => body<Released>('POST', `${reservation(id)}/release`, call),
@@ -104,6 +109,7 @@ export function createClient(options: TransportOptions): SpendgateClient {
     reservations,
     limits,
     models,
+    events: (query = {}, call) => body<EventPage>('GET', '/v1/events', { ...call, query }),
     sweep: (call) => body<Swept>('POST', '/v1/sweep', call),
     audit: (call) => body<AuditReport>('GET', '/v1/audit', call),
     health: (call) => body<Health>('GET', '/health', call),

@@ -46,10 +46,17 @@ describe.each(backends)('client (%s)', (backend) => {
     expect((await service.reservations.get(held.id)).expires_at).toBe('2026-03-10T12:15:00.000000Z');
     const settled = await service.reservations.settle(held.id, { usage: { prompt_tokens: 10, completion_tokens: 5 } });
     expect(settled).toMatchObject({ status: 'settled', actual_cost: '0.000020', released_cost: '0.000009' });
+    const peek = await service.reservations.check({ scopes: { team }, estimate: { cost: '0.5' } });
+    expect(peek).toMatchObject({ admitted: true, reserved_cost: '0.500000' });
     const other = await service.reservations.create({ scopes: { team }, estimate: { cost: '0.5' } });
     expect((await service.reservations.release(other.id)).released_cost).toBe('0.500000');
 
     expect(await service.limits.get('team', team)).toMatchObject({ spend: '0.000020', reserved: '0.000000' });
+    await admin.limits.set('team', team, { soft_budget: '0.00001' });
+    await service.reservations.release((await service.reservations.create({ scopes: { team }, estimate: { cost: '0.1' } })).id);
+    const events = await service.events({ kind: 'team', id: team });
+    expect(events.data.map((e) => e.type)).toEqual(['soft_budget']);
+    expect(events.next_cursor).toBeNull();
     const second = uniqueId('team');
     await admin.limits.set('team', second, { rpm: 1 });
     const page = await service.limits.list({ kind: 'team', limit: 1 });

@@ -19,11 +19,11 @@ describe('examples/with-budget-openai.ts', () => {
     });
     expect(stderr).toBe('');
     expect(code).toBe(0);
-    // gpt-4o from the starter price table: 16 input tokens (4 + 9 bytes + 3) × 0.0000025 + 64 × 0.00001 held;
+    // gpt-4o from the starter price table: 9 input tokens (4 framing + 2 o200k tokens + 3) × 0.0000025 + 64 × 0.00001 held;
     // the fake server's 12 input × 0.0000025 + 6 output × 0.00001 charged.
-    expect(stdout).toMatch(/^hold: 0\.000680 for 16 input \+ 64 output tokens \(reservation [0-9a-f-]{36}\)$/m);
+    expect(stdout).toMatch(/^hold: 0\.0006625 for 9 input \+ 64 output tokens \(reservation [0-9a-f-]{36}\)$/m);
     expect(stdout).toMatch(/^usage: \{"prompt_tokens":12,"completion_tokens":6,/m);
-    expect(stdout.match(/^charge: 0\.000090 \(from usage; 0\.000590 of the hold returned\)$/gm)).toHaveLength(2);
+    expect(stdout.match(/^charge: 0\.000090 \(from usage; 0\.0005725 of the hold returned\)$/gm)).toHaveLength(2);
     expect(stdout.match(/^answer: Hello from the fake model\.$/gm)).toHaveLength(2);
     expect(stdout).toMatch(/^team example-team: spend 0\.000180, reserved 0\.000000$/m);
   });
