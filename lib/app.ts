@@ -119,7 +119,10 @@ function modelNamesWithSlashes(request: Request): string {
 function errorResponseFor(c: Context, error: unknown, logError: NonNullable<AppDeps['logError']>): Response {
   if (error instanceof ApiError) return errorResponse(c, error);
   if (error instanceof DatabaseUnavailable) {
-    return errorResponse(c, new ApiError('unavailable', 'The database cannot be reached or is busy; nothing was written. Retry shortly.', {}, { 'retry-after': '1' }));
+    const message = error.outcomeUnknown
+      ? 'The connection to the database was lost before it answered; the call may have been applied. Retry shortly with the same idempotency key (a repeated reserve, settle or release is applied once).'
+      : 'The database cannot be reached or is busy; nothing was written. Retry shortly.';
+    return errorResponse(c, new ApiError('unavailable', message, {}, { 'retry-after': '1' }));
   }
   if (error instanceof HTTPException) {
     if (error.status === 401) return error.getResponse();

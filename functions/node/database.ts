@@ -9,6 +9,8 @@ export async function openDatabase(env: NodeJS.ProcessEnv): Promise<{ db: Databa
     const db = postgresDatabase(env.DATABASE_URL, {
       max: env.SPENDGATE_POOL_SIZE ? Number(env.SPENDGATE_POOL_SIZE) : undefined,
       prepare: env.SPENDGATE_PREPARE !== 'false',
+      statementTimeoutMs: env.SPENDGATE_STATEMENT_TIMEOUT_MS ? Number(env.SPENDGATE_STATEMENT_TIMEOUT_MS) : undefined,
+      connectTimeoutMs: env.SPENDGATE_CONNECT_TIMEOUT_MS ? Number(env.SPENDGATE_CONNECT_TIMEOUT_MS) : undefined,
     });
     return { db, description: `Postgres at ${new URL(env.DATABASE_URL).host}` };
   }

@@ -5,7 +5,7 @@
 // Amounts are bigint micro-dollars and time is whole milliseconds (the test moves the clock in whole seconds), so
 // every comparison is exact, including the two-window weighted rate arithmetic.
 
-import { ceilDiv, micros, money } from './money.ts';
+import { ceilDiv, micros, money } from '../support/money.ts';
 
 export type Duration = '1h' | '24h';
 
