@@ -13,6 +13,7 @@ import type { Config } from './config.ts';
 import { DatabaseUnavailable, type Queryable } from './db.ts';
 import { ApiError, errorResponse, type FieldIssue } from './errors.ts';
 import { exactJsonNumbers } from './exact-json.ts';
+import { jsonDepthLimit } from './json-depth.ts';
 import { createLedger } from './ledger.ts';
 import * as health from './routes/health.ts';
 import * as auditRoute from './routes/v1_audit.ts';
@@ -75,6 +76,7 @@ export function createApp(deps: AppDeps): App {
     return limit(c, next);
   });
   app.use('/v1/*', exactJsonNumbers);
+  app.use('/v1/*', jsonDepthLimit);
 
   for (const route of [
     health, reservationsCheck, reservationsCreate, reservationsSettle, reservationsRelease, reservationsExtend, reservationsGet,
