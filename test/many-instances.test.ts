@@ -12,7 +12,7 @@ import { type CallerPlan, type Fleet, runCaller, type Scope } from './support/ga
 import { tokens } from './support/harness.ts';
 import { send, sleep } from './support/load.ts';
 import { micros, money } from './support/money.ts';
-import { killServer, type ServerProcess, startServer, stopAllServers } from './support/server-process.ts';
+import { killServer, type ServerProcess, startedServers, startServer, stopAllServers } from './support/server-process.ts';
 
 const windowSeconds = 5;
 const rpm = 40; // requests per rate window, here 5 s
@@ -127,6 +127,8 @@ describe.skipIf(!postgresUrl)('many instances on one database, with crashes', ()
     }
     const audit = await admin('GET', '/v1/audit');
     expect(audit.body).toMatchObject({ ok: true, mismatches: [] });
+    // What the servers printed, crashes and failures included, holds no token.
+    for (const server of startedServers()) for (const token of Object.values(tokens)) expect(server.output()).not.toContain(token);
 
     const admitted = fleet.holds.filter((h) => h.id !== null).length;
     const refusals: Record<string, number> = {};

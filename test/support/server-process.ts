@@ -19,6 +19,12 @@ export interface ServerProcess {
 }
 
 const running = new Set<ServerProcess>();
+const started: ServerProcess[] = [];
+
+/** Every server this test file started, running or not (to read what they printed). */
+export function startedServers(): readonly ServerProcess[] {
+  return started;
+}
 
 /** A port nothing listens on right now. */
 export function freePort(): Promise<number> {
@@ -70,6 +76,7 @@ export async function startServer(extra: Record<string, string>): Promise<Server
   });
   const server: ServerProcess = { child, port, base: `http://127.0.0.1:${port}`, output: () => output, exited, isRunning: () => alive };
   running.add(server);
+  started.push(server);
   void exited.then(() => running.delete(server));
   await ready(server);
   return server;
