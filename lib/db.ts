@@ -22,20 +22,27 @@ export interface Database extends Queryable {
  * retry with the same idempotency key (a repeated reserve, settle or release is applied once). */
 export class DatabaseUnavailable extends Error {
   override readonly name = 'DatabaseUnavailable';
+  /** The connection was lost under a statement already sent: it may have committed. */
   readonly outcomeUnknown: boolean;
-  constructor(message: string, options?: { cause?: unknown; outcomeUnknown?: boolean }) {
+  /** No connection could be made: the statement was never sent. */
+  readonly unreachable: boolean;
+  constructor(message: string, options?: { cause?: unknown; outcomeUnknown?: boolean; unreachable?: boolean }) {
     super(message, options);
     this.outcomeUnknown = options?.outcomeUnknown ?? false;
+    this.unreachable = options?.unreachable ?? false;
   }
 }
 
-// SQLSTATEs after which a retry may succeed and the statement was rolled back or never ran.
-const notWrittenStates = new Set([
+// SQLSTATEs of a connection that could not be made, so the statement was never sent.
+const notConnectedStates = new Set([
   '08001', '08004', // could not connect; the server rejected the connection
   '53300', // too many connections
+  '57P03', // cannot_connect_now: the server is starting up or shutting down
+]);
+// SQLSTATEs after which a retry may succeed and the statement was rolled back.
+const rolledBackStates = new Set([
   '55P03', // lock_not_available: lock_timeout fired on a hot row
   '57014', // query_canceled: statement_timeout
-  '57P03', // cannot_connect_now: the server is starting up or shutting down
   '40001', '40P01', // serialization failure, deadlock (retried by the client, never partially applied)
 ]);
 // The connection ended under a statement already sent: the server may have committed it just before.
@@ -51,9 +58,10 @@ const lostConnectionCodes = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'CONNEC
 /** Wraps a driver error as DatabaseUnavailable when retrying could help; returns any other error unchanged. */
 export function classifyDatabaseError(error: unknown): unknown {
   const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : '';
-  if (notWrittenStates.has(code) || notConnectedCodes.has(code)) {
-    return new DatabaseUnavailable(`database unavailable (${code})`, { cause: error });
+  if (notConnectedStates.has(code) || notConnectedCodes.has(code)) {
+    return new DatabaseUnavailable(`database unreachable (${code})`, { cause: error, unreachable: true });
   }
+  if (rolledBackStates.has(code)) return new DatabaseUnavailable(`database busy (${code})`, { cause: error });
   if (lostConnectionStates.has(code) || lostConnectionCodes.has(code)) {
     return new DatabaseUnavailable(`database connection lost (${code})`, { cause: error, outcomeUnknown: true });
   }

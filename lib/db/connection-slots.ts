@@ -1,41 +1,48 @@
 import { DatabaseUnavailable } from '../db.ts';
 
 /**
- * At most `size` statements at once, one per pooled connection, and a bounded wait for a turn. postgres.js would
- * otherwise queue statements without limit while its connections are busy or reconnecting to a database that is
- * down, and a request could hang for as long as the database stays away. A statement that waited `waitMs` without a
- * connection is refused with DatabaseUnavailable (503) before it was ever sent, so nothing was written.
+ * At most `size` statements at once, one per pooled connection; the others wait their turn in order. While the
+ * database cannot be reached, nobody waits: postgres.js would otherwise keep statements queued for as long as the
+ * database stays away (reconnecting with a backoff of up to 20 s), and every request would hang. Once a connection
+ * attempt has failed, the waiting statements and every new one that finds no free connection are refused at once
+ * with DatabaseUnavailable (503), never having been sent, so nothing was written; a statement that finds a free
+ * connection tries it, and the first one that gets through ends the outage.
  */
-export function connectionSlots(size: number, waitMs: number) {
+export function connectionSlots(size: number) {
   let free = size;
-  const waiting: Array<() => void> = [];
-  const release = () => {
-    const next = waiting.shift();
-    if (next) next();
-    else free += 1;
-  };
+  let unreachable = false;
+  const waiting: Array<{ grant: () => void; refuse: (error: Error) => void }> = [];
+  const refusal = () => new DatabaseUnavailable('the database cannot be reached', { unreachable: true });
+
   const acquire = (): Promise<void> => {
     if (free > 0) {
       free -= 1;
       return Promise.resolve();
     }
-    return new Promise((resolve, reject) => {
-      const grant = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        waiting.splice(waiting.indexOf(grant), 1);
-        reject(new DatabaseUnavailable(`no database connection within ${waitMs} ms`));
-      }, waitMs);
-      waiting.push(grant);
-    });
+    if (unreachable) return Promise.reject(refusal());
+    return new Promise((grant, refuse) => waiting.push({ grant, refuse }));
+  };
+  const release = () => {
+    const next = waiting.shift();
+    if (next) next.grant();
+    else free += 1;
   };
   return {
     async run<T>(fn: () => Promise<T>): Promise<T> {
       await acquire();
       try {
-        return await fn();
+        const result = await fn();
+        unreachable = false;
+        return result;
+      } catch (error) {
+        if (error instanceof DatabaseUnavailable && error.unreachable) {
+          unreachable = true;
+          for (const waiter of waiting.splice(0)) waiter.refuse(refusal());
+        } else if (!(error instanceof DatabaseUnavailable && error.outcomeUnknown)) {
+          // The server answered (with an error): it is there.
+          unreachable = false;
+        }
+        throw error;
       } finally {
         release();
       }

@@ -10,8 +10,7 @@ export interface PostgresOptions {
   /** The server cancels a statement that runs longer (SQLSTATE 57014, answered 503, nothing written); 0 turns
    * it off. Above the SQL functions' 5 s lock_timeout, so a wait on a hot row reports as that first. */
   statementTimeoutMs?: number;
-  /** The longest a statement waits for a connection (to open one, or for one of the pool to be free) before it is
-   * refused with 503, unsent. */
+  /** How long to wait for a connection to open; then the database counts as unreachable (503, nothing sent). */
   connectTimeoutMs?: number;
 }
 
@@ -29,15 +28,15 @@ export function postgresDatabase(url: string, options: PostgresOptions = {}): Da
     prepare,
     idle_timeout: 20,
     connect_timeout: connectTimeoutMs / 1000,
-    // Reconnect within 0.2 s, not after postgres.js's default backoff of up to 20 s: a statement waits for its
-    // connection, and the slots below bound the attempts (one per connection at a time).
+    // Reconnect within 0.2 s, not after postgres.js's default backoff of up to 20 s: a statement that has its slot
+    // (below) waits for its connection, and there is one attempt per connection at a time.
     backoff: (retries: number) => Math.min(0.02 * retries, 0.2),
     // Sent at connection start, so it holds for every statement on the connection: no request waits on a stuck
     // database longer than this.
     connection: { statement_timeout: statementTimeoutMs },
     onnotice: () => {},
   });
-  const slots = connectionSlots(max, connectTimeoutMs);
+  const slots = connectionSlots(max);
   const run = async <Row>(runner: postgres.Sql | postgres.TransactionSql, text: string, params: readonly unknown[]) => {
     try {
       return (await runner.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare })) as unknown as Row[];

@@ -19,6 +19,8 @@ describe('classifyDatabaseError', () => {
     const classified = classifyDatabaseError(withCode(code));
     expect(classified).toBeInstanceOf(DatabaseUnavailable);
     expect((classified as DatabaseUnavailable).outcomeUnknown).toBe(false);
+    // Only a connection that could not be made counts as the database being unreachable.
+    expect((classified as DatabaseUnavailable).unreachable).toBe(!['55P03', '57014', '40P01'].includes(code));
     expect((classified as DatabaseUnavailable).cause).toMatchObject({ code });
   });
 
@@ -43,8 +45,10 @@ describe('classifyDatabaseError', () => {
 });
 
 describe('connectionSlots', () => {
-  it('runs at most `size` at once, the others in turn', async () => {
-    const slots = connectionSlots(2, 5_000);
+  const unreachable = () => new DatabaseUnavailable('refused', { unreachable: true });
+
+  it('runs at most `size` at once, the others in turn, however long they wait while the database answers', async () => {
+    const slots = connectionSlots(2);
     let running = 0;
     let most = 0;
     const task = () =>
@@ -59,16 +63,40 @@ describe('connectionSlots', () => {
     expect(most).toBe(2);
   });
 
-  it('refuses a statement that waited too long for a turn, without running it, and frees the slot after a failure', async () => {
-    const slots = connectionSlots(1, 50);
-    let release = () => {};
-    const holder = slots.run(() => new Promise<void>((resolve) => (release = resolve)));
-    let ran = false;
-    await expect(slots.run(async () => (ran = true))).rejects.toBeInstanceOf(DatabaseUnavailable);
-    expect(ran).toBe(false);
-    release();
-    await holder;
-    await expect(slots.run(() => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+  it('once a connection cannot be made, refuses the waiting statements and new ones at once, unsent, until one gets through', async () => {
+    const slots = connectionSlots(1);
+    const attempt = deferred();
+    const first = slots.run(() => attempt.promise);
+    let ran = 0;
+    const waiting = slots.run(async () => (ran += 1));
+    attempt.reject(unreachable());
+    await expect(first).rejects.toMatchObject({ unreachable: true });
+    await expect(waiting).rejects.toBeInstanceOf(DatabaseUnavailable);
+    expect(ran).toBe(0);
+    // A free connection is still tried (it may be back); its success ends the outage.
+    const probe = deferred();
+    const probing = slots.run(() => probe.promise);
+    await expect(slots.run(async () => (ran += 1))).rejects.toMatchObject({ unreachable: true });
+    probe.resolve();
+    await probing;
+    expect(await Promise.all([slots.run(async () => 'a'), slots.run(async () => 'b')])).toEqual(['a', 'b']);
+    expect(ran).toBe(0);
+  });
+
+  it('an error the server answered with frees the slot and leaves the database reachable', async () => {
+    const slots = connectionSlots(1);
+    await expect(slots.run(() => Promise.reject(Object.assign(new Error('syntax'), { code: '42601' })))).rejects.toThrow('syntax');
     expect(await slots.run(async () => 'next')).toBe('next');
   });
 });
+
+/** A promise and the functions that settle it. */
+function deferred() {
+  let resolve = () => {};
+  let reject = (_: unknown) => {};
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
