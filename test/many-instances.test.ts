@@ -22,8 +22,8 @@ const loadMs = Number(process.env.FLEET_LOAD_MS ?? 12_000);
 const callers = 200;
 
 const scopes = {
-  alpha: { kind: 'team', id: 'alpha', max_budget: '2.00' },
-  beta: { kind: 'team', id: 'beta', max_budget: '3.00' },
+  alpha: { kind: 'team', id: 'alpha', max_budget: '1.00' },
+  beta: { kind: 'team', id: 'beta', max_budget: '1.50' },
   acme: { kind: 'org', id: 'acme', max_budget: '5.00' },
   globex: { kind: 'org', id: 'globex' },
   fast: { kind: 'tag', id: 'fast' },
