@@ -15,8 +15,13 @@ import { ApiError, errorResponse, type FieldIssue } from './errors.ts';
 import { exactJsonNumbers } from './exact-json.ts';
 import { jsonDepthLimit } from './json-depth.ts';
 import { createLedger } from './ledger.ts';
+import { countDatabaseErrors, createMetrics, type Metrics, recordMetrics } from './metrics.ts';
+import { requestLog, type RequestLogSink } from './request-log.ts';
+import * as metricsRoute from './routes/metrics.ts';
+import * as dashboardPage from './routes/dashboard_page.ts';
 import * as health from './routes/health.ts';
 import * as auditRoute from './routes/v1_audit.ts';
+import * as dashboardRoute from './routes/v1_dashboard.ts';
 import * as limitsDelete from './routes/v1_limits_delete.ts';
 import * as limitsGet from './routes/v1_limits_get.ts';
 import * as limitsList from './routes/v1_limits_list.ts';
@@ -32,6 +37,7 @@ import * as reservationsGet from './routes/v1_reservations_get.ts';
 import * as reservationsRelease from './routes/v1_reservations_release.ts';
 import * as reservationsSettle from './routes/v1_reservations_settle.ts';
 import * as sweep from './routes/v1_sweep.ts';
+import { deliverDueEvents } from './webhooks.ts';
 
 export interface AppDeps {
   db: Queryable;
@@ -40,11 +46,23 @@ export interface AppDeps {
   clock?: Clock;
   /** Where unexpected errors are reported (never with tokens or bodies). Defaults to console.error. */
   logError?: (message: string, error: unknown) => void;
+  /** Where the one-JSON-line-per-request log goes. Defaults to console.log. */
+  logRequest?: RequestLogSink;
+  /** Counters for /metrics; one set per process by default. */
+  metrics?: Metrics;
+  /** What webhooks are POSTed with. Defaults to the runtime's fetch. */
+  fetch?: (input: string, init: RequestInit) => Promise<Response>;
 }
 
 /** The whole HTTP API as a Hono app: Web-standard `fetch`, the same on Node, Deno and at the edge. */
 export function createApp(deps: AppDeps): App {
-  const ledger = createLedger(deps.db, deps.clock ?? databaseClock);
+  const metrics = deps.metrics ?? createMetrics();
+  const clock = deps.clock ?? databaseClock;
+  const db = countDatabaseErrors(deps.db, metrics);
+  const ledger = createLedger(db, clock);
+  // Called through a wrapper: some runtimes refuse a fetch detached from globalThis.
+  const webhookFetch = deps.fetch ?? ((input: string, init: RequestInit) => fetch(input, init));
+  const deliverEvents = () => deliverDueEvents(db, webhookFetch, deps.config, clock);
   const logError = deps.logError ?? ((message, error) => console.error(message, error));
   const app: App = new OpenAPIHono<AppEnv>({
     getPath: modelNamesWithSlashes,
@@ -53,10 +71,12 @@ export function createApp(deps: AppDeps): App {
     },
   });
 
-  app.use('*', requestId(), secureHeaders());
+  app.use('*', requestId(), requestLog(deps.logRequest ?? ((line) => console.log(line))), recordMetrics(metrics), secureHeaders());
   app.use('*', async (c, next) => {
     c.set('ledger', ledger);
     c.set('config', deps.config);
+    c.set('metrics', metrics);
+    c.set('deliverEvents', deliverEvents);
     await next();
   });
   const tooLarge = (limit: number) => () => {
@@ -70,6 +90,7 @@ export function createApp(deps: AppDeps): App {
     import: limited(deps.config.importBodyLimit),
   };
   app.use('/v1/*', authenticate(deps.config.tokens));
+  app.use('/metrics', authenticate(deps.config.tokens));
   app.use('/v1/*', (c, next) => {
     const path = c.req.path;
     const limit = path === '/v1/reservations' || path === '/v1/reservations/check' ? bodyLimits.reserve : path === '/v1/models/import' ? bodyLimits.import : bodyLimits.default;
@@ -81,6 +102,8 @@ export function createApp(deps: AppDeps): App {
   for (const route of [
     health, reservationsCheck, reservationsCreate, reservationsSettle, reservationsRelease, reservationsExtend, reservationsGet,
     limitsPut, limitsGet, limitsList, limitsDelete, modelsPut, modelsGet, modelsImport, sweep, auditRoute, eventsRoute,
+    metricsRoute,
+    dashboardRoute, dashboardPage,
   ]) {
     route.register(app);
   }

@@ -1,4 +1,5 @@
 import { parseDecimal } from './decimal.ts';
+import { readWebhookSettings, type WebhookSettings } from './webhook-settings.ts';
 
 export type Role = 'admin' | 'service' | 'cron';
 
@@ -21,6 +22,8 @@ export interface Config {
   bodyLimit: number;
   reserveBodyLimit: number;
   importBodyLimit: number;
+  /** Where budget events are delivered (SPENDGATE_WEBHOOK_URL), signed with SPENDGATE_WEBHOOK_SECRET; null: not. */
+  webhook: WebhookSettings | null;
 }
 
 export const tpmCounts = ['total', 'input', 'output'] as const;
@@ -87,6 +90,8 @@ export function loadConfig(env: Env, options: { allowGeneratedTokens: boolean })
   } catch (error) {
     problems.push((error as ConfigError).message);
   }
+  const webhook = readWebhookSettings(env);
+  problems.push(...webhook.problems);
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
   return {
     tokens: { admin, service, cron },
@@ -98,6 +103,7 @@ export function loadConfig(env: Env, options: { allowGeneratedTokens: boolean })
     bodyLimit: 1024 * 1024,
     reserveBodyLimit: 32 * 1024 * 1024,
     importBodyLimit: 16 * 1024 * 1024,
+    webhook: webhook.settings,
   };
 }
 

@@ -77,6 +77,9 @@ export function createLedger(db: Queryable, clock: Clock) {
       return Number(row?.expired ?? 0);
     },
     audit: () => call('select spendgate.audit() as result', []),
+    /** Everything the dashboard shows: the top `scopes` scopes, `hours` of spend, `list` of each list. */
+    dashboard: (hours: number, scopes: number, list: number) =>
+      call('select spendgate.dashboard($1::integer, $2::integer, $3::integer, $4::timestamptz) as result', [hours, scopes, list, at()]),
     listEvents: (filter: { type: string | null; kind: string | null; id: string | null },
                  before: { created_at: string; event_id: string } | null, count: number) =>
       call('select spendgate.list_events($1, $2, $3, $4::timestamptz, $5::uuid, $6::integer) as result',

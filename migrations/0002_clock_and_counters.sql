@@ -101,6 +101,14 @@ returns timestamptz language sql immutable as $$
   end
 $$;
 
+-- When the counter next rolls: the end of the period p_at is in under the limit's layout now. Not period_end of
+-- the counter's own period_start, which after a change of layout may lie off the new boundaries (a rolling day
+-- begun at 10:00, switched to calendar days, rolls at midnight, not at 10:00).
+create function spendgate.next_reset(p_duration text, p_align text, p_anchor timestamptz, p_at timestamptz)
+returns timestamptz language sql immutable as $$
+  select spendgate.period_end(p_duration, p_align, p_anchor, spendgate.period_start(p_duration, p_align, p_anchor, p_at))
+$$;
+
 -- Rate windows: fixed windows of spendgate.settings.rate_window_seconds (60 unless configured), aligned to the
 -- epoch, read with the two-window weighted approximation (used = prev × unexpired share of the window + cur), which
 -- assumes the previous window's requests were spread evenly. It never counts less than the current window alone.
@@ -298,7 +306,7 @@ begin
     'remaining', case when l.max_budget is not null
                       then spendgate.money(greatest(l.max_budget - c.spend - c.reserved, 0)) end,
     'period_start', spendgate.iso(c.period_start),
-    'resets_at', spendgate.iso(spendgate.period_end(l.budget_duration, l.budget_align, l.budget_anchor, c.period_start)),
+    'resets_at', spendgate.iso(spendgate.next_reset(l.budget_duration, l.budget_align, l.budget_anchor, p_at)),
     'requests_in_window', ceil(requests)::bigint,
     'tokens_in_window', ceil(tokens)::bigint,
     'input_tokens_in_window', ceil(itokens)::bigint,
@@ -350,7 +358,7 @@ begin
   c := spendgate.rolled(c, l, p_at);
   if l.max_budget is not null
      and (c.spend + c.reserved >= l.max_budget or c.spend + c.reserved + p_cost > l.max_budget) then
-    resets := spendgate.period_end(l.budget_duration, l.budget_align, l.budget_anchor, c.period_start);
+    resets := spendgate.next_reset(l.budget_duration, l.budget_align, l.budget_anchor, p_at);
     return spendgate.error('budget_exceeded',
       format('The budget of %s cannot hold this reservation: spend %s + reserved %s + requested %s exceeds max_budget %s.%s',
              name, spendgate.money(c.spend), spendgate.money(c.reserved), spendgate.money(p_cost),

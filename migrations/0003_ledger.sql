@@ -210,6 +210,7 @@ declare
   output_tokens bigint := (p_est ->> 'output_tokens')::bigint;
   cap bigint;
 begin
+  p_tpm_count := coalesce(p_tpm_count, 'total');
   if p_est ->> 'caller_tokens' is not null then
     return jsonb_build_object('tokens', (p_est ->> 'caller_tokens')::bigint, 'input', (p_est ->> 'caller_tokens')::bigint,
                               'output', (p_est ->> 'caller_tokens')::bigint);

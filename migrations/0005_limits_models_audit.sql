@@ -103,6 +103,12 @@ begin
     nxt.budget_align := case when nxt.budget_duration = '1mo' then 'calendar' else 'rolling' end;
   end if;
   if nxt.budget_duration is null then nxt.budget_align := null; end if;
+  if nxt.budget_align = 'calendar' and nxt.budget_duration = '30d' then
+    -- Only a partial body gets here (budget_align alone on a 30d limit): calendar days would reset it daily.
+    raise exception '30d has no calendar boundaries; use 1mo for the calendar month' using errcode = 'SG400',
+      detail = case when p_model = '' then 'budget_align' when p_model like '@%' then 'windows.' || (substr(p_model, 2)::integer - 1) || '.align'
+                    else 'models.' || p_model || '.budget_align' end;
+  end if;
   period_changed := nxt.budget_duration is distinct from cur.budget_duration
                     or nxt.budget_align is distinct from cur.budget_align
                     or (nxt.budget_align = 'anchor' and anchor is distinct from cur.budget_anchor);
@@ -115,6 +121,17 @@ begin
       when nxt.budget_align = 'anchor' then anchor
       when cur.budget_duration is null then p_at
       else spendgate.period_start(cur.budget_duration, cur.budget_align, cur.budget_anchor, p_at) end;
+  end if;
+  if cur.budget_duration is null and nxt.budget_duration is not null then
+    -- Arming a duration starts a clean period now, whatever the layout: the first period runs from this instant
+    -- to the layout's next boundary. Spend charged before stays in the period it was charged to (the audit finds
+    -- it there); the counters start this one at 0. Model limits that follow the scope's period start with it.
+    update spendgate.counters c set period_start = p_at, spend = 0
+     where c.kind = p_kind and c.id = p_id
+       and (c.model = p_model
+            or (p_model = '' and c.model <> '' and c.model not like '@%'
+                and not exists (select from spendgate.limits m where m.kind = p_kind and m.id = p_id
+                                   and m.model = c.model and m.budget_duration is not null)));
   end if;
   if p_model <> '' and num_nonnulls(nxt.max_budget, nxt.soft_budget, nxt.budget_duration, nxt.rpm, nxt.tpm,
                                     nxt.itpm, nxt.otpm, nxt.max_parallel) = 0 then
@@ -140,6 +157,8 @@ declare
   v_at timestamptz := spendgate.clock(p_at);
   m record;
   n integer;
+  v_path text;
+  v_message text;
 begin
   -- Two writers of one scope's limits run one after the other (the rows may not exist yet to lock).
   perform pg_advisory_xact_lock(hashtextextended('spendgate.limit:' || p_kind || '/' || p_id, 0));
@@ -168,6 +187,11 @@ begin
     end loop;
   end if;
   return spendgate.limit_json(p_kind, p_id, v_at);
+exception when sqlstate 'SG400' then
+  -- A layout merge_limit refused: nothing of this PUT is written.
+  get stacked diagnostics v_message = message_text, v_path = pg_exception_detail;
+  return spendgate.error('invalid_request', format('Invalid request: %s: %s', v_path, v_message),
+    jsonb_build_object('issues', jsonb_build_array(jsonb_build_object('path', v_path, 'message', v_message))));
 end $$;
 
 create function spendgate.get_limit(p_kind text, p_id text, p_at timestamptz default null) returns jsonb

@@ -200,7 +200,7 @@ describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {
       // (The 100 new holds live 600 s.)
       expect(swept).toBeGreaterThanOrEqual(0);
       expect(swept).toBeLessThanOrEqual(50);
-      expect((await h.as('cron')('POST', '/v1/sweep')).body).toEqual({ expired: 0, complete: true });
+      expect((await h.as('cron')('POST', '/v1/sweep')).body).toEqual({ expired: 0, complete: true, webhooks: null });
 
       let total = 0;
       for (let i = 0; i < n; i += 2) total += cents(i);

@@ -41,9 +41,15 @@ const policy: Record<string, readonly Role[] | 'public'> = {
   'POST /v1/sweep': ['cron'],
   'GET /v1/sweep': ['cron'],
   'GET /v1/audit': [],
+  'GET /v1/dashboard': [],
+  'GET /metrics': [],
   'GET /health': 'public',
   'GET /openapi.json': 'public',
   'GET /docs': 'public',
+  // The dashboard's page and files hold no data; its script reads /v1/dashboard with the admin token.
+  'GET /dashboard': 'public',
+  'GET /dashboard/app.js': 'public',
+  'GET /dashboard/app.css': 'public',
 };
 
 const callers = {

@@ -7,11 +7,16 @@ import { rateLimitHeaders } from '../rate-limit-headers.ts';
 import { errorResponses, IdempotencyKey, Reservation, ScopeUsage } from '../schemas.ts';
 import { ReserveBody, reservePayload } from './reserve-request.ts';
 
-// What a reserve would hold; a reservation's identity and lifetime do not exist yet.
-const Admitted = Reservation.pick({
-  reserved_cost: true, reserved_tokens: true, reserved_input_tokens: true, reserved_output_tokens: true, estimate: true,
-})
-  .extend({ admitted: z.literal(true), scopes: z.array(ScopeUsage) })
+// What a reserve would hold; a reservation's identity and lifetime do not exist yet. A plain (stripping) object:
+// Reservation is loose, and the rolled-back reserve's id, status and expiry must not pass through.
+const Admitted = z
+  .object({
+    ...Reservation.pick({
+      reserved_cost: true, reserved_tokens: true, reserved_input_tokens: true, reserved_output_tokens: true, estimate: true,
+    }).shape,
+    admitted: z.literal(true),
+    scopes: z.array(ScopeUsage),
+  })
   .openapi('ReserveCheck');
 
 export const route = createRoute({

@@ -3,7 +3,16 @@ import type { App } from '../app-env.ts';
 import { allow } from '../auth.ts';
 import { errorResponses } from '../schemas.ts';
 
-const Swept = z.object({ expired: z.number(), complete: z.boolean() }).openapi('Swept');
+const Webhooks = z
+  .object({
+    delivered: z.number().openapi({ description: 'events the receiver acknowledged with a 2xx' }),
+    failed: z.number().openapi({ description: 'attempts that failed; each is retried later with backoff' }),
+    complete: z.boolean().openapi({ description: 'false when more events were due than one call delivers' }),
+  })
+  .nullable()
+  .openapi('WebhookDeliveries', { description: 'null when no SPENDGATE_WEBHOOK_URL is configured' });
+
+const Swept = z.object({ expired: z.number(), complete: z.boolean(), webhooks: Webhooks }).openapi('Swept');
 
 // Each batch is one transaction; a call stops after this many so that a cron invocation ends in bounded time.
 const batchSize = 1000;
@@ -17,7 +26,8 @@ const definition = (method: 'get' | 'post') =>
     description:
       'Returns each stale hold to its scopes, in batches of 1000 (one transaction each). Safe to run from many ' +
       'places at once: a batch skips the rows another sweeper holds. `complete` is false when more than 50 000 were ' +
-      'due and a further call should follow. GET is for Vercel Cron.',
+      'due and a further call should follow. Then delivers the budget events due to SPENDGATE_WEBHOOK_URL (see ' +
+      '`webhooks`). GET is for Vercel Cron.',
     security: [{ bearer: [] }],
     middleware: [allow('cron')] as const,
     responses: {
@@ -32,12 +42,15 @@ export function register(app: App) {
   for (const route of routes) {
     app.openapi(route, async (c) => {
       let expired = 0;
-      for (let batch = 0; batch < maxBatches; batch++) {
+      let complete = false;
+      for (let batch = 0; batch < maxBatches && !complete; batch++) {
         const count = await c.var.ledger.sweepBatch(batchSize);
         expired += count;
-        if (count < batchSize) return c.json({ expired, complete: true }, 200);
+        complete = count < batchSize;
       }
-      return c.json({ expired, complete: false }, 200);
+      // After the sweep: the cron that expires holds is also what delivers the outbox, so no other schedule is needed.
+      const webhooks = await c.var.deliverEvents();
+      return c.json({ expired, complete, webhooks }, 200);
     });
   }
 }

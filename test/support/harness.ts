@@ -43,6 +43,8 @@ export interface HarnessOptions {
   pool?: number;
   /** The time the manual clock starts at; `null` to use the database's own clock. */
   start?: string | null;
+  /** Where the app's request log lines go; dropped by default. */
+  logRequest?: (line: string) => void;
 }
 
 /** The app on a fresh database, with a manual clock, driven in process through its fetch handler. */
@@ -63,6 +65,7 @@ export async function startHarness(backend: Backend, options: HarnessOptions = {
     config,
     clock: options.start === null ? undefined : clock,
     logError: process.env.TEST_LOG_ERRORS ? undefined : () => {},
+    logRequest: options.logRequest ?? (() => {}),
   });
   const as = (role: Role): Caller => async (method, path, body, headers = {}) => {
     const init: RequestInit = {
