@@ -33,7 +33,7 @@ const limitSpec: fc.Arbitrary<LimitSpec> = fc.record({
 });
 
 // Bounded so that both backends together stay near a minute on CI's two cores; FC_RUNS raises it locally.
-const numRuns = Number(process.env.FC_RUNS ?? 25);
+const numRuns = Number(process.env.FC_RUNS ?? 40);
 const maxCommands = Number(process.env.FC_COMMANDS ?? 40);
 const seed = process.env.FC_SEED === undefined ? undefined : Number(process.env.FC_SEED);
 
