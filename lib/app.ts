@@ -13,6 +13,7 @@ import type { Config } from './config.ts';
 import { DatabaseUnavailable, type Queryable } from './db.ts';
 import { ApiError, errorResponse, type FieldIssue } from './errors.ts';
 import { exactJsonNumbers } from './exact-json.ts';
+import { jsonDepthLimit } from './json-depth.ts';
 import { createLedger } from './ledger.ts';
 import { countDatabaseErrors, createMetrics, type Metrics, recordMetrics } from './metrics.ts';
 import { requestLog, type RequestLogSink } from './request-log.ts';
@@ -99,6 +100,7 @@ export function createApp(deps: AppDeps): App {
     return limit(c, next);
   });
   app.use('/v1/*', exactJsonNumbers);
+  app.use('/v1/*', jsonDepthLimit);
 
   for (const route of [
     health, reservationsCheck, reservationsCreate, reservationsSettle, reservationsRelease, reservationsExtend, reservationsGet,
@@ -145,7 +147,10 @@ function modelNamesWithSlashes(request: Request): string {
 function errorResponseFor(c: Context, error: unknown, logError: NonNullable<AppDeps['logError']>): Response {
   if (error instanceof ApiError) return errorResponse(c, error);
   if (error instanceof DatabaseUnavailable) {
-    return errorResponse(c, new ApiError('unavailable', 'The database cannot be reached or is busy; nothing was written. Retry shortly.', {}, { 'retry-after': '1' }));
+    const message = error.outcomeUnknown
+      ? 'The connection to the database was lost before it answered; the call may have been applied. Retry shortly with the same idempotency key (a repeated reserve, settle or release is applied once).'
+      : 'The database cannot be reached or is busy; nothing was written. Retry shortly.';
+    return errorResponse(c, new ApiError('unavailable', message, {}, { 'retry-after': '1' }));
   }
   if (error instanceof HTTPException) {
     if (error.status === 401) return error.getResponse();

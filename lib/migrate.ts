@@ -15,6 +15,8 @@ export interface Migration {
 export async function migrate(db: Database, migrations: readonly Migration[],
                               settings: DatabaseSettings = { rateWindowSeconds: null }): Promise<string[]> {
   return db.transaction(async (tx) => {
+    // A migration (or the wait for another runner's) may take longer than a request's statement timeout.
+    await tx.query('set local statement_timeout = 0');
     await tx.query(`select pg_advisory_xact_lock(hashtextextended('spendgate.migrate', 0))`);
     await tx.script(`
       create schema if not exists spendgate;

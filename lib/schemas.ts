@@ -28,7 +28,20 @@ export const ScopeKind = z
   .string()
   .regex(/^[a-z_]{1,32}$/, 'a scope kind is 1 to 32 lowercase letters or underscores')
   .openapi({ example: 'team' });
-export const ScopeId = z.string().min(1, 'a scope id is 1 to 256 characters').max(256, 'a scope id is 1 to 256 characters');
+/** Text the database can store: Postgres text and jsonb hold no U+0000, and UTF-8 has no unpaired surrogate. */
+export function storableText(text: string): boolean {
+  return !/\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(text);
+}
+export const unstorableText = 'must not contain U+0000 or an unpaired surrogate';
+
+export const ScopeId = z
+  .string()
+  .min(1, 'a scope id is 1 to 256 characters')
+  .max(256, 'a scope id is 1 to 256 characters')
+  .refine(storableText, unstorableText);
+
+/** An idempotency key (body field or Idempotency-Key header). */
+export const IdempotencyKey = z.string().min(1).max(256).refine(storableText, unstorableText);
 
 /** Most scopes one reservation may name: a bound on the rows one call locks. */
 export const maxScopesPerRequest = 64;

@@ -1,6 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { decimalFromNumber, parseDecimal } from '../decimal.ts';
-import { Amount } from '../schemas.ts';
+import { Amount, storableText, unstorableText } from '../schemas.ts';
 
 const Price = Amount.nullable().optional();
 const Tokens = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional();
@@ -26,6 +26,9 @@ export const ModelEntry = z
     output_cost_per_pixel: Price,
   })
   .superRefine((entry, ctx) => {
+    // The entry is stored whole, unknown fields too: every key and string in it must be text the database can store.
+    const unstorable = unstorablePath(entry);
+    if (unstorable) ctx.addIssue({ code: 'custom', path: unstorable, message: unstorableText });
     // Any other top-level price (a key naming a cost, given as a number or a string) must be a decimal too: the
     // database stores prices as exact numerics.
     for (const [key, value] of Object.entries(entry)) {
@@ -46,7 +49,23 @@ export const ModelNameText = z
   .string()
   .min(1)
   .max(256)
-  .refine((name) => !name.startsWith('@'), 'a model name must not start with "@"');
+  .refine((name) => !name.startsWith('@'), 'a model name must not start with "@"')
+  .refine(storableText, unstorableText);
+
+/** The path of the first key or string in a JSON value that the database cannot store; null when there is none.
+ * Iterative, so that no nesting depth can overflow the stack. */
+function unstorablePath(value: unknown): string[] | null {
+  const stack: Array<{ value: unknown; path: string[] }> = [{ value, path: [] }];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    if (typeof item.value === 'string' && !storableText(item.value)) return item.path;
+    if (typeof item.value !== 'object' || item.value === null) continue;
+    for (const [key, child] of Object.entries(item.value)) {
+      if (!storableText(key)) return [...item.path, key];
+      stack.push({ value: child, path: [...item.path, key] });
+    }
+  }
+  return null;
+}
 
 export const ModelName = ModelNameText.openapi({
   param: { name: 'name', in: 'path' }, example: 'gpt-4o', description: 'URL-encode a slash: openai%2Fgpt-4o',

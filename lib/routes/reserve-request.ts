@@ -5,7 +5,7 @@ import { bodyHash } from '../hash.ts';
 import type { ReservePayload } from '../ledger.ts';
 import { estimateRequest } from '../request-estimate.ts';
 import { loadTokenizer } from '../tokenizer.ts';
-import { Amount, Reservation, ScopeUsage, Scopes, TokenCount, TtlSeconds } from '../schemas.ts';
+import { Amount, IdempotencyKey, Reservation, ScopeUsage, Scopes, TokenCount, TtlSeconds } from '../schemas.ts';
 import { ModelNameText } from './model-schemas.ts';
 
 // The body of a reserve, shared by POST /v1/reservations and its dry run, POST /v1/reservations/check.
@@ -38,7 +38,7 @@ export const ReserveBody = z
       })
       .optional(),
     ttl_seconds: TtlSeconds.default(600),
-    idempotency_key: z.string().min(1).max(256).optional(),
+    idempotency_key: IdempotencyKey.optional(),
   })
   .superRefine((body, ctx) => {
     if (body.model === undefined && body.estimate?.cost === undefined) {

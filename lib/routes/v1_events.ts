@@ -27,7 +27,7 @@ const Event = z
 
 const Page = z.object({ data: z.array(Event), next_cursor: z.string().nullable() }).openapi('EventPage');
 
-const CursorShape = z.object({ created_at: z.string(), event_id: z.uuid() });
+const CursorShape = z.object({ created_at: z.iso.datetime(), event_id: z.uuid() });
 
 // A cursor is the last event of a page, as base64url JSON. Opaque to callers.
 function encodeCursor(last: z.infer<typeof CursorShape>): string {

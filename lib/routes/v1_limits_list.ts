@@ -2,7 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { App } from '../app-env.ts';
 import { allow } from '../auth.ts';
 import { ApiError } from '../errors.ts';
-import { errorResponses, ScopeKind, type ScopeRef } from '../schemas.ts';
+import { errorResponses, ScopeKind, type ScopeRef, storableText } from '../schemas.ts';
 import { Limit } from './limit-schemas.ts';
 
 const Query = z.object({
@@ -23,7 +23,8 @@ function decodeCursor(cursor: string): ScopeRef {
   try {
     const binary = atob(cursor.replace(/-/g, '+').replace(/_/g, '/'));
     const json: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0))));
-    if (Array.isArray(json) && json.length === 2 && typeof json[0] === 'string' && typeof json[1] === 'string') {
+    if (Array.isArray(json) && json.length === 2 && typeof json[0] === 'string' && typeof json[1] === 'string'
+        && storableText(json[0]) && storableText(json[1])) {
       return { kind: json[0], id: json[1] };
     }
   } catch {

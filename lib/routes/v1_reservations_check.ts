@@ -4,7 +4,7 @@ import { allow } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { ledgerError } from '../ledger.ts';
 import { rateLimitHeaders } from '../rate-limit-headers.ts';
-import { errorResponses, Reservation, ScopeUsage } from '../schemas.ts';
+import { errorResponses, IdempotencyKey, Reservation, ScopeUsage } from '../schemas.ts';
 import { ReserveBody, reservePayload } from './reserve-request.ts';
 
 // What a reserve would hold; a reservation's identity and lifetime do not exist yet. A plain (stripping) object:
@@ -29,7 +29,7 @@ export const route = createRoute({
   security: [{ bearer: [] }],
   middleware: [allow('service')] as const,
   request: {
-    headers: z.object({ 'idempotency-key': z.string().min(1).max(256).optional() }),
+    headers: z.object({ 'idempotency-key': IdempotencyKey.optional() }),
     body: { content: { 'application/json': { schema: ReserveBody } }, required: true },
   },
   responses: {

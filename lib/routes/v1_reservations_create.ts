@@ -4,7 +4,7 @@ import { allow } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { ledgerError } from '../ledger.ts';
 import { rateLimitHeaders } from '../rate-limit-headers.ts';
-import { errorResponses, replayedHeader } from '../schemas.ts';
+import { errorResponses, IdempotencyKey, replayedHeader } from '../schemas.ts';
 import { LedgerReserved, Reserved, ReserveBody, reservePayload } from './reserve-request.ts';
 
 export const route = createRoute({
@@ -18,7 +18,7 @@ export const route = createRoute({
   security: [{ bearer: [] }],
   middleware: [allow('service')] as const,
   request: {
-    headers: z.object({ 'idempotency-key': z.string().min(1).max(256).optional() }),
+    headers: z.object({ 'idempotency-key': IdempotencyKey.optional() }),
     body: { content: { 'application/json': { schema: ReserveBody } }, required: true },
   },
   responses: {
