@@ -2,7 +2,6 @@
 // under Deno with the flags of `npm run start:deno`, in a child process, spoken to over HTTP.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readMigrations } from '../functions/node/migrations.ts';
 import { postgresUrl } from './support/databases.ts';
 import { denoBinary } from './support/deno-binary.ts';
+import { freePort } from './support/free-port.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -37,18 +37,6 @@ interface Running {
 }
 
 const children = new Set<Running>();
-
-/** A port nothing listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** The environment of a user with nothing configured, plus `extra`. */
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {

@@ -1,9 +1,9 @@
 // The real entry point (`tsx functions/node-server.ts`) in child processes, for tests that need several instances,
 // crashes or a database going away under a running server.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './free-port.ts';
 import { tokens } from './harness.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -24,18 +24,6 @@ const started: ServerProcess[] = [];
 /** Every server this test file started, running or not (to read what they printed). */
 export function startedServers(): readonly ServerProcess[] {
   return started;
-}
-
-/** A port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** The test's environment without any spendgate setting, plus the harness's tokens and `extra`. */
