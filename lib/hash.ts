@@ -9,7 +9,12 @@ export function canonicalJson(value: unknown): string {
 }
 
 /** SHA-256 of the canonical JSON, hex. Identifies a request body for idempotency. */
-export async function bodyHash(value: unknown): Promise<string> {
-  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(canonicalJson(value)));
+export function bodyHash(value: unknown): Promise<string> {
+  return sha256Hex(canonicalJson(value));
+}
+
+/** SHA-256 of UTF-8 text, hex. */
+export async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text));
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }

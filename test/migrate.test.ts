@@ -6,7 +6,7 @@ import { readMigrations } from '../functions/node/migrations.ts';
 import type { Database } from '../lib/db.ts';
 import { pgliteDatabase } from '../lib/db/pglite.ts';
 import { postgresDatabase } from '../lib/db/postgres.ts';
-import { migrate } from '../lib/migrate.ts';
+import { migrate, MigrationMismatch } from '../lib/migrate.ts';
 import { postgresUrl } from './support/databases.ts';
 
 const migrations = readMigrations();
@@ -93,6 +93,25 @@ describe.skipIf(!postgresUrl)('migrations on real Postgres', () => {
 });
 
 describe('migrations on PGlite', () => {
+  it('refuses a database whose applied migrations differ from the ones shipped, naming them, and changes nothing', async () => {
+    const db = await pgliteDatabase();
+    try {
+      await migrate(db, migrations);
+      // As a pre-release build left it: an applied migration with another text (no checksum recorded).
+      await db.query(`update spendgate.schema_migrations set checksum = null where name = $1`, [names[1]]);
+      const edited = migrations.map((m, i) => (i === 2 ? { ...m, sql: m.sql + '\n-- edited after it was applied\n' } : m));
+      const error = await migrate(db, edited).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(MigrationMismatch);
+      expect((error as Error).message).toContain(`${names[1]}, ${names[2]}`);
+      expect(await appliedRows(db)).toEqual(names);
+      // A recorded checksum that matches no shipped text is refused too.
+      await db.query(`update spendgate.schema_migrations set checksum = 'x' where name = $1`, [names[1]]);
+      await expect(migrate(db, migrations)).rejects.toThrow(names[1]!);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('a second run applies nothing', async () => {
     const db = await pgliteDatabase();
     try {
