@@ -4,7 +4,7 @@
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { postgresUrl } from './support/databases.ts';
-import { type Harness, type Reply, startHarness, uniqueId } from './support/harness.ts';
+import { type Harness, type Reply, type ScopeEntry, scopeOf, startHarness, uniqueId } from './support/harness.ts';
 
 /** How many replies had each status, e.g. `{201: 100, 429: 200}`. */
 function tally(replies: readonly Reply[]): Record<number, number> {
@@ -70,26 +70,6 @@ function shuffle<T>(items: T[], random: ReturnType<typeof prng>): T[] {
     [items[i], items[j]] = [items[j]!, items[i]!];
   }
   return items;
-}
-
-interface ScopeEntry {
-  kind: string;
-  id: string;
-  max_budget: string | null;
-  spend: string;
-  reserved: string;
-  in_flight: number;
-  max_parallel: number | null;
-  rpm: number | null;
-  tpm: number | null;
-  requests_in_window: number;
-  tokens_in_window: number;
-}
-
-function scopeOf(reply: Reply, kind: string, id: string): ScopeEntry {
-  const entry = (reply.body.scopes as ScopeEntry[]).find((s) => s.kind === kind && s.id === id);
-  if (!entry) throw new Error(`no ${kind} ${id} in ${JSON.stringify(reply.body)}`);
-  return entry;
 }
 
 describe.skipIf(!postgresUrl)('concurrency on real Postgres', () => {

@@ -1,6 +1,7 @@
 // Budget events (GET /v1/events): soft_budget, budget_80 and budget_100 when spend + reserved reaches them, and
 // budget_refused, each once per scope and budget period; newest first, paged by cursor, filtered by type, kind, id.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { OutboxEvent } from '../lib/webhooks.ts';
 import { backends } from './support/databases.ts';
 import { type Harness, type Reply, startHarness, uniqueId } from './support/harness.ts';
 
@@ -14,15 +15,6 @@ function uniqueKind(): string {
   return `ev_${letters}`;
 }
 
-interface Event {
-  event_id: string;
-  type: string;
-  scope: Record<string, unknown>;
-  period_start: string | null;
-  created_at: string;
-  details: Record<string, unknown>;
-}
-
 describe.each(backends)('budget events (%s)', (backend) => {
   let h: Harness;
   beforeAll(async () => {
@@ -33,15 +25,15 @@ describe.each(backends)('budget events (%s)', (backend) => {
 
   const reserve = (scopes: Record<string, string>, cost: string) => h.service('POST', '/v1/reservations', { scopes, estimate: { cost } });
 
-  async function events(query: string): Promise<{ data: Event[]; next_cursor: string | null }> {
+  async function events(query: string): Promise<{ data: OutboxEvent[]; next_cursor: string | null }> {
     const reply = await h.service('GET', `/v1/events?${query}`);
     expect(reply.status).toBe(200);
     return reply.body;
   }
 
   /** Every event matching `query`, following next_cursor `size` at a time. */
-  async function allPages(query: string, size: number): Promise<Event[][]> {
-    const pages: Event[][] = [];
+  async function allPages(query: string, size: number): Promise<OutboxEvent[][]> {
+    const pages: OutboxEvent[][] = [];
     let cursor: string | null = null;
     for (let i = 0; i < 50; i++) {
       const page = await events(`${query}&limit=${size}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);

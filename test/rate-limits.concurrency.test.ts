@@ -2,27 +2,12 @@
 // against RPM and TPM limits shared by several scopes, never admit more than the limits allow.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { postgresUrl } from './support/databases.ts';
-import { type Harness, type Reply, startHarness, uniqueId } from './support/harness.ts';
+import { type Harness, type Reply, type ScopeEntry, scopeOf, startHarness, uniqueId } from './support/harness.ts';
 
 function tally(replies: readonly Reply[]): Record<number, number> {
   const counts: Record<number, number> = {};
   for (const reply of replies) counts[reply.status] = (counts[reply.status] ?? 0) + 1;
   return counts;
-}
-
-interface ScopeEntry {
-  kind: string;
-  id: string;
-  rpm: number | null;
-  tpm: number | null;
-  requests_in_window: number;
-  tokens_in_window: number;
-}
-
-function scopeOf(reply: Reply, kind: string, id: string): ScopeEntry {
-  const entry = (reply.body.scopes as ScopeEntry[]).find((s) => s.kind === kind && s.id === id);
-  if (!entry) throw new Error(`no ${kind} ${id} in ${JSON.stringify(reply.body)}`);
-  return entry;
 }
 
 /** Moves the clock to 5 s into a rate window at least one whole window after now. */

@@ -124,3 +124,25 @@ export function uniqueId(prefix: string): string {
   counter += 1;
   return `${prefix}-${process.pid}-${counter}-${Math.random().toString(36).slice(2, 7)}`;
 }
+
+/** One scope of a reserve answer's `scopes`, as the concurrency tests read it. */
+export interface ScopeEntry {
+  kind: string;
+  id: string;
+  max_budget: string | null;
+  spend: string;
+  reserved: string;
+  in_flight: number;
+  max_parallel: number | null;
+  rpm: number | null;
+  tpm: number | null;
+  requests_in_window: number;
+  tokens_in_window: number;
+}
+
+/** The named scope of a reserve answer; throws when the answer does not list it. */
+export function scopeOf(reply: Reply, kind: string, id: string): ScopeEntry {
+  const entry = (reply.body.scopes as ScopeEntry[]).find((s) => s.kind === kind && s.id === id);
+  if (!entry) throw new Error(`no ${kind} ${id} in ${JSON.stringify(reply.body)}`);
+  return entry;
+}
