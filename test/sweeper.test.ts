@@ -24,21 +24,26 @@ describe.skipIf(!postgresUrl)('sweepers on real Postgres', () => {
   });
   afterAll(() => h.close());
 
-  /** `count` holds that expired an hour ago, on 25 keys and 5 teams (so that batches share counters). */
+  /** `count` holds that expired an hour ago, on 25 keys and 5 teams (so that batches share counters). Made 250 to a
+   * statement, so that no statement nears the pool's statement timeout on a loaded machine. */
   async function staleHolds(count: number): Promise<string> {
     const prefix = uniqueId('stale');
-    const [row] = await h.db.query<{ held: number }>(
-      `select count(*) filter (where r ->> 'status' = 'held')::int as held from (
-         select spendgate.reserve(jsonb_build_object(
-           'scopes', jsonb_build_array(jsonb_build_object('kind', 'key', 'id', $1 || '-key-' || (i % 25)),
-                                       jsonb_build_object('kind', 'team', 'id', $1 || '-team-' || (i % 5))),
-           'model', null, 'request_estimate', null, 'caller_estimate', jsonb_build_object('cost', '0.01'),
-           'ttl_seconds', 60, 'idempotency_key', null, 'request_hash', md5(i::text), 'fallback_hold', '1.00'),
-           now() - interval '1 hour') as r
-         from generate_series(1, $2::integer) i) made`,
-      [prefix, count],
-    );
-    expect(row!.held).toBe(count);
+    let held = 0;
+    for (let from = 1; from <= count; from += 250) {
+      const [row] = await h.db.query<{ held: number }>(
+        `select count(*) filter (where r ->> 'status' = 'held')::int as held from (
+           select spendgate.reserve(jsonb_build_object(
+             'scopes', jsonb_build_array(jsonb_build_object('kind', 'key', 'id', $1 || '-key-' || (i % 25)),
+                                         jsonb_build_object('kind', 'team', 'id', $1 || '-team-' || (i % 5))),
+             'model', null, 'request_estimate', null, 'caller_estimate', jsonb_build_object('cost', '0.01'),
+             'ttl_seconds', 60, 'idempotency_key', null, 'request_hash', md5(i::text), 'fallback_hold', '1.00'),
+             now() - interval '1 hour') as r
+           from generate_series($2::integer, $3::integer) i) made`,
+        [prefix, from, Math.min(from + 249, count)],
+      );
+      held += row!.held;
+    }
+    expect(held).toBe(count);
     return prefix;
   }
 
