@@ -4,6 +4,7 @@
  */
 import type { z } from '@hono/zod-openapi';
 import type * as audit from './routes/v1_audit.ts';
+import type * as dashboard from './routes/v1_dashboard.ts';
 import type * as events from './routes/v1_events.ts';
 import type * as check from './routes/v1_reservations_check.ts';
 import type * as health from './routes/health.ts';
@@ -64,6 +65,9 @@ export type LimitListQuery = Omit<QueryOf<typeof limitsList.route>, 'limit'> & {
 // `limit` is coerced from the query string, as for LimitListQuery.
 export type EventListQuery = Omit<QueryOf<typeof events.route>, 'limit'> & { limit?: number };
 
+// `hours` (1-168, default 48) is coerced from the query string, as for LimitListQuery.
+export type DashboardQuery = Omit<QueryOf<typeof dashboard.route>, 'hours'> & { hours?: number };
+
 export type Reservation = z.output<typeof ReservationSchema>;
 export type ReserveCheck = AnswerOf<typeof check.route, 200>;
 export type EventPage = AnswerOf<typeof events.route, 200>;
@@ -77,4 +81,5 @@ export type Model = AnswerOf<typeof modelsPut.route, 200>;
 export type ModelImportResult = AnswerOf<typeof modelsImport.route, 200>;
 export type Swept = AnswerOf<(typeof sweep.routes)[0], 200>;
 export type AuditReport = AnswerOf<typeof audit.route, 200>;
+export type Dashboard = AnswerOf<typeof dashboard.route, 200>;
 export type Health = AnswerOf<typeof health.route, 200>;

@@ -7,7 +7,7 @@
  *     () => openai.chat.completions.create(request));
  */
 import type {
-  AuditReport, EventListQuery, EventPage, ExtendRequest, Health, Limit, LimitDeleted, LimitListQuery, LimitPage, LimitRequest, Model,
+  AuditReport, Dashboard, DashboardQuery, EventListQuery, EventPage, ExtendRequest, Health, Limit, LimitDeleted, LimitListQuery, LimitPage, LimitRequest, Model,
   ModelEntry, ModelImport, ModelImportResult, Released, Reservation, ReserveCheck, Reserved, ReserveRequest, Settled,
   SettleRequest, Swept,
 } from './client-types.ts';
@@ -59,6 +59,9 @@ export interface SpendgateClient {
   events(query?: EventListQuery, options?: CallOptions): Promise<EventPage>;
   sweep(options?: CallOptions): Promise<Swept>;
   audit(options?: CallOptions): Promise<AuditReport>;
+  /** What the dashboard page shows, in one snapshot (admin): scopes by spend, live holds, refusals of the last day,
+   * settled cost per hour over `hours` (1-168, default 48), the latest events. */
+  dashboard(query?: DashboardQuery, options?: CallOptions): Promise<Dashboard>;
   health(options?: CallOptions): Promise<Health>;
   /** Reserve, run `call`, settle from its usage (or release if it throws); see with-budget.ts. */
   withBudget<T>(options: WithBudgetOptions, call: (hold: Reserved) => T | Promise<T>): Promise<T>;
@@ -112,6 +115,7 @@ export function createClient(options: TransportOptions): SpendgateClient {
     events: (query = {}, call) => body<EventPage>('GET', '/v1/events', { ...call, query }),
     sweep: (call) => body<Swept>('POST', '/v1/sweep', call),
     audit: (call) => body<AuditReport>('GET', '/v1/audit', call),
+    dashboard: (query = {}, call) => body<Dashboard>('GET', '/v1/dashboard', { ...call, query }),
     health: (call) => body<Health>('GET', '/health', call),
     withBudget: (budget, call) => withBudget(client, budget, call),
   };

@@ -71,6 +71,55 @@ describe.each(backends)('client (%s)', (backend) => {
     expect(await admin.audit()).toMatchObject({ ok: true, mismatches: [] });
   });
 
+  it('reads the dashboard snapshot, admin only, over the hours asked for', async () => {
+    // A database of its own, so that the snapshot holds exactly what this test did.
+    const own = await startHarness(backend);
+    try {
+      const ownFetch: FetchFunction = (request) => own.app.fetch(request);
+      const admin = client(tokens.admin, ownFetch);
+      const service = client(tokens.service, ownFetch);
+      const team = uniqueId('team');
+      await admin.limits.set('team', team, { max_budget: '10', budget_duration: '1d' });
+      const first = await service.reservations.create({ scopes: { team }, estimate: { cost: '3' } });
+      await service.reservations.settle(first.id, { cost: '2.5' }); // settled at 12:00
+      own.clock.advance(3600);
+      const second = await service.reservations.create({ scopes: { team }, estimate: { cost: '4' } }); // held at 13:00
+
+      const snapshot = await admin.dashboard({ hours: 2 });
+      expect(snapshot).toMatchObject({
+        at: '2026-03-10T13:00:00.000000Z', scope_count: 1, webhook_configured: false, events: [], undelivered_events: 0,
+        refusals: { by_type: {}, latest: [] }, spend_total: '2.500000',
+      });
+      expect(snapshot.spend).toEqual([
+        { hour: '2026-03-10T12:00:00.000000Z', cost: '2.500000', settled: 1 },
+        { hour: '2026-03-10T13:00:00.000000Z', cost: '0.000000', settled: 0 },
+      ]);
+      expect(snapshot.scopes).toHaveLength(1);
+      expect(snapshot.scopes[0]).toMatchObject({
+        kind: 'team', id: team, spend: '2.500000', reserved: '4.000000', max_budget: '10.000000',
+        spend_percent: '25.0', reserved_percent: '40.0', in_flight: 1,
+      });
+      expect(snapshot.holds).toEqual({
+        count: 1,
+        amount: '4.000000',
+        oldest: [expect.objectContaining({ id: second.id, reserved_cost: '4.000000', scopes: [{ kind: 'team', id: team }] })],
+      });
+      expect((await admin.dashboard()).spend).toHaveLength(48); // the route's default
+
+      const tooMany = await admin.dashboard({ hours: 169 }).catch((e) => e);
+      expect(tooMany).toBeInstanceOf(InvalidRequestError);
+      expect(tooMany.issues[0].path).toBe('hours');
+      const forbidden = await service.dashboard().catch((e) => e);
+      expect(forbidden).toBeInstanceOf(AuthenticationError);
+      expect(forbidden.status).toBe(403);
+
+      await service.reservations.release(second.id);
+      await own.expectAuditOk();
+    } finally {
+      await own.close();
+    }
+  });
+
   it('turns error answers into typed exceptions', async () => {
     const service = client();
     const invalid = await service.reservations.create({ scopes: {}, estimate: { cost: '1' } }).catch((e) => e);
