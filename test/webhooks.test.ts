@@ -71,22 +71,25 @@ describe.each(backends)('webhooks (%s)', (backend) => {
     h.db.query<{ event_id: string; attempts: number; next_attempt_at: Date | null; delivered_at: Date | null; last_error: string | null }>(
       'select event_id, attempts, next_attempt_at, delivered_at, last_error from spendgate.events order by created_at, event_id');
 
-  it('delivers a threshold crossing and a budget refusal once each, signed, after two failed attempts with backoff', async () => {
+  it('delivers each threshold crossing (soft budget, 80%, 100%) and a budget refusal once each, signed, after two failed attempts with backoff', async () => {
     const team = uniqueId('team');
     expect((await h.admin('PUT', `/v1/limits/team/${team}`, { max_budget: '10', soft_budget: '5', budget_duration: '1d' })).status).toBe(200);
-    // 8.5 of 10 crosses the soft budget and 80%; the next 5 does not fit and is refused by the budget.
+    // 8.5 of 10 crosses the soft budget and 80%; 1.5 more reaches 100%; the next 5 does not fit and is refused by
+    // the budget.
     expect((await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '8.5' } })).status).toBe(201);
+    expect((await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '1.5' } })).status).toBe(201);
     const refused = await h.service('POST', '/v1/reservations', { scopes: { team }, estimate: { cost: '5' } });
     expect(refused.status).toBe(429);
     expect(refused.body.error.type).toBe('budget_exceeded');
 
     const events = (await h.service('GET', `/v1/events?kind=team&id=${team}`)).body.data as OutboxEvent[];
-    expect(events.map((e) => e.type).sort()).toEqual(['budget_80', 'budget_refused', 'soft_budget']);
+    expect(events.map((e) => e.type).sort()).toEqual(['budget_100', 'budget_80', 'budget_refused', 'soft_budget']);
 
-    // First attempt: all three fail, and nothing is due again until the first retry delay (60 s) has passed.
-    expect(await sweep()).toEqual({ delivered: 0, failed: 3, complete: true });
+    // First attempt: all four fail, and nothing is due again until the first retry delay (60 s) has passed.
+    expect(await sweep()).toEqual({ delivered: 0, failed: 4, complete: true });
     expect(await sweep()).toEqual({ delivered: 0, failed: 0, complete: true });
     const afterFirst = await outbox();
+    expect(afterFirst).toHaveLength(4);
     for (const row of afterFirst) {
       expect(row).toMatchObject({ attempts: 1, delivered_at: null, last_error: 'HTTP 500' });
       expect(row.next_attempt_at?.toISOString()).toBe('2026-03-10T12:01:00.000Z');
@@ -95,7 +98,7 @@ describe.each(backends)('webhooks (%s)', (backend) => {
     expect(await sweep()).toEqual({ delivered: 0, failed: 0, complete: true });
     h.clock.advance(1);
     // Second attempt fails too; the next delay doubles to 120 s.
-    expect(await sweep()).toEqual({ delivered: 0, failed: 3, complete: true });
+    expect(await sweep()).toEqual({ delivered: 0, failed: 4, complete: true });
     for (const row of await outbox()) {
       expect(row).toMatchObject({ attempts: 2, delivered_at: null });
       expect(row.next_attempt_at?.toISOString()).toBe('2026-03-10T12:03:00.000Z');
@@ -103,7 +106,7 @@ describe.each(backends)('webhooks (%s)', (backend) => {
     h.clock.advance(119);
     expect(await sweep()).toEqual({ delivered: 0, failed: 0, complete: true });
     h.clock.advance(1);
-    expect(await sweep()).toEqual({ delivered: 3, failed: 0, complete: true });
+    expect(await sweep()).toEqual({ delivered: 4, failed: 0, complete: true });
     h.clock.advance(24 * 3600);
     expect(await sweep()).toEqual({ delivered: 0, failed: 0, complete: true });
 
@@ -111,8 +114,8 @@ describe.each(backends)('webhooks (%s)', (backend) => {
       expect(row).toMatchObject({ attempts: 3, next_attempt_at: null, last_error: null });
       expect(row.delivered_at?.toISOString()).toBe('2026-03-10T12:03:00.000Z');
     }
-    // Nine requests: three attempts at each event, every one signed and carrying the event id.
-    expect(receiver.received).toHaveLength(9);
+    // Twelve requests: three attempts at each of the four events, every one signed and carrying the event id.
+    expect(receiver.received).toHaveLength(12);
     for (const request of receiver.received) {
       expect(request.headers['content-type']).toBe('application/json');
       expect(request.headers['webhook-signature']).toBe(expectedSignature(request.headers, request.body));
@@ -120,11 +123,17 @@ describe.each(backends)('webhooks (%s)', (backend) => {
       expect(request.headers['webhook-id']).toBe(body.data.event_id);
       expect(body.type).toBe(body.data.type);
     }
+    // Each event was attempted three times and answered 500, 500, 204, in that order.
+    for (const event of events) {
+      expect(receiver.received.filter((r) => r.headers['webhook-id'] === event.event_id).map((r) => r.answered))
+        .toEqual([500, 500, 204]);
+    }
     // The attempts were stamped with the clock at each sweep: 12:00:00, 12:01:00, 12:03:00.
     expect([...new Set(receiver.received.map((r) => r.headers['webhook-timestamp']))]).toEqual(
       ['2026-03-10T12:00:00Z', '2026-03-10T12:01:00Z', '2026-03-10T12:03:00Z'].map((t) => String(Date.parse(t) / 1000)));
     // Each event accepted exactly once, with the body GET /v1/events shows.
     const accepted = receiver.received.filter((r) => r.answered === 204).map((r) => JSON.parse(r.body));
+    expect(accepted).toHaveLength(4);
     expect(accepted.map((b) => b.data.event_id).sort()).toEqual(events.map((e) => e.event_id).sort());
     for (const event of events) {
       expect(accepted.find((b) => b.data.event_id === event.event_id)).toEqual({ type: event.type, timestamp: event.created_at, data: event });
@@ -133,6 +142,8 @@ describe.each(backends)('webhooks (%s)', (backend) => {
     expect(refusal.data.details).toMatchObject({ scope: { kind: 'team', id: team }, limit: '10.000000' });
     const crossing = accepted.find((b) => b.type === 'budget_80');
     expect(crossing.data.details).toMatchObject({ threshold: '8.000000', spend: '0.000000', reserved: '8.500000', max_budget: '10.000000' });
+    const full = accepted.find((b) => b.type === 'budget_100');
+    expect(full.data.details).toMatchObject({ threshold: '10.000000', spend: '0.000000', reserved: '10.000000', max_budget: '10.000000' });
   });
 });
 
