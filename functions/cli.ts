@@ -82,12 +82,22 @@ function usageError(message: string): number {
 
 async function runMigrate(env: NodeJS.ProcessEnv): Promise<number> {
   // Loaded here: the database drivers take a while to load, and the other commands never need them.
-  const [{ DatabaseUnavailable }, { migrate }, { openDatabase }, { readMigrations }] = await Promise.all([
-    import('../lib/db.ts'), import('../lib/migrate.ts'), import('./node/database.ts'), import('./node/migrations.ts'),
-  ]);
+  const [{ ConfigError, databaseSettings }, { DatabaseUnavailable }, { migrate }, { openDatabase }, { readMigrations }] =
+    await Promise.all([
+      import('../lib/config.ts'), import('../lib/db.ts'), import('../lib/migrate.ts'), import('./node/database.ts'),
+      import('./node/migrations.ts'),
+    ]);
+  let settings;
+  try {
+    settings = databaseSettings(env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`spendgate: ${error.message}`);
+    return exit.usage;
+  }
   const { db, description } = await openDatabase(env);
   try {
-    const applied = await migrate(db, readMigrations());
+    const applied = await migrate(db, readMigrations(), settings);
     console.log(applied.length > 0 ? `applied ${applied.join(', ')} to ${description}` : `${description} is up to date`);
     return exit.ok;
   } catch (error) {

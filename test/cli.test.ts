@@ -206,9 +206,20 @@ describe('spendgate without a server of the suite', () => {
     try {
       const url = new URL(postgresUrl!);
       url.pathname = `/${name}`;
-      const run = await spendgate(['migrate'], { DATABASE_URL: url.toString() });
+      const run = await spendgate(['migrate'], { DATABASE_URL: url.toString(), SPENDGATE_RATE_WINDOW_SECONDS: '30' });
       expect(run.code).toBe(0);
       expect(run.stdout).toMatch(/^applied 0001_schema\.sql, .* to Postgres at /);
+      // The rate window is a setting every instance reads from the database: migrate stores it there.
+      const migrated = postgres(url.toString(), { max: 1, onnotice: () => {} });
+      try {
+        const [row] = await migrated`select rate_window_seconds from spendgate.settings`;
+        expect(row!.rate_window_seconds).toBe(30);
+      } finally {
+        await migrated.end();
+      }
+      const bad = await spendgate(['migrate'], { DATABASE_URL: url.toString(), SPENDGATE_RATE_WINDOW_SECONDS: '0' });
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain('SPENDGATE_RATE_WINDOW_SECONDS must be a whole number of seconds from 1 to 3600');
     } finally {
       await server.unsafe(`drop database if exists ${name} with (force)`);
       await server.end();
