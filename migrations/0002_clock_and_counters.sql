@@ -159,6 +159,34 @@ returns integer language sql stable as $$
                    else 0 end)::integer
 $$;
 
+-- Seconds until a counter with `in_flight` live holds has room for one more under `max_parallel` if no call
+-- settles or releases anything: until enough of its holds have expired (the n-th earliest expiry, n = in_flight
+-- + 1 − max_parallel; the earliest when the scope is just full). An upper bound: a settle or release frees a slot
+-- sooner. Null when it never will (max_parallel 0).
+create function spendgate.parallel_wait(c spendgate.counters, p_max_parallel integer, p_at timestamptz)
+returns integer language plpgsql stable as $$
+declare
+  frees timestamptz;
+begin
+  if p_max_parallel < 1 then return null; end if;
+  -- Walks the live holds in expiry order (the partial index reservations_held_by_expiry), each looked up in
+  -- reservation_counters' primary key, and stops at the n-th of this counter's: the live holds, never the
+  -- counter's whole history. A lateral lookup rather than `exists`: the planner turns an `exists` into a join
+  -- that, in a generic plan, reads every reservation the counter ever had from reservation_counters_by_counter;
+  -- the `limit 1` keeps the lookup a per-hold probe.
+  select r.expires_at into frees
+    from spendgate.reservations r
+   cross join lateral (select from spendgate.reservation_counters rc
+                        where rc.reservation_id = r.id and rc.kind = c.kind and rc.id = c.id and rc.model = c.model
+                        limit 1) mine
+   where r.status = 'held'
+   order by r.expires_at
+  offset greatest(0, c.in_flight - p_max_parallel) limit 1;
+  if frees is null then return null; end if;
+  -- A stale hold not yet expired (its other counters were busy) frees on the next call.
+  return greatest(1, ceil(extract(epoch from frees - p_at)))::integer;
+end $$;
+
 -- The limit that applies to one counter: a model limit takes the scope's budget period unless it has its own.
 create function spendgate.effective_limit(p_kind text, p_id text, p_model text) returns spendgate.scope_limit
 language plpgsql stable as $$
@@ -354,6 +382,7 @@ declare
   scope jsonb := spendgate.scope_ref(c.kind, c.id, c.model);
   name text := spendgate.scope_name(c.kind, c.id, c.model);
   resets timestamptz;
+  wait integer;
 begin
   c := spendgate.rolled(c, l, p_at);
   if l.max_budget is not null
@@ -374,11 +403,15 @@ begin
       || jsonb_build_object('retry_after', ceil(extract(epoch from resets - p_at))::integer);
   end if;
   if l.max_parallel is not null and c.in_flight + 1 > l.max_parallel then
+    wait := spendgate.parallel_wait(c, l.max_parallel, p_at);
     return spendgate.error('parallel_limit_exceeded',
       format('%s already has %s reservations held, its max_parallel; settle or release one first.',
-             name, c.in_flight),
+             name, c.in_flight)
+      || case when wait is not null then format(' Retry in %s s at the latest, when expiry frees a slot.', wait)
+              when l.max_parallel = 0 then ' Its max_parallel is 0: no request can be admitted.' else '' end,
       jsonb_build_object('scope', scope, 'limit_type', 'max_parallel', 'limit', l.max_parallel,
-                         'used', c.in_flight));
+                         'used', c.in_flight))
+      || jsonb_build_object('retry_after', wait);
   end if;
   return coalesce(
     spendgate.rate_refusal(scope, name, 'rpm', l.rpm, c.requests_prev, c.requests_cur, 1, c.window_start, p_at),

@@ -391,13 +391,17 @@ describe.each(backends)('rate limits (%s)', (backend) => {
       const third = await cheap({ key });
       expect(third.status).toBe(429);
       expect(third.body.error).toMatchObject({ type: 'parallel_limit_exceeded', scope: { kind: 'key', id: key }, limit_type: 'max_parallel', limit: 2, used: 2 });
-      expect(third.headers.get('retry-after')).toBeNull();
+      // Retry-After: until the first live hold expires if nobody settles or releases (an upper bound). Both were
+      // held at W+5 for the default 600 s.
+      expect(third.headers.get('retry-after')).toBe('600');
+      expect(third.body.error.message).toContain('Retry in 600 s at the latest');
 
       // Settle frees a's slot.
       expect((await h.service('POST', `/v1/reservations/${a.body.id}/settle`, { cost: '0.001' })).status).toBe(200);
       const c = await cheap({ key }, { ttl_seconds: 30 });
       expect(c.status).toBe(201);
-      expect((await cheap({ key })).status).toBe(429);
+      // The earliest expiry, not the oldest hold: c (W+35) goes before b (W+605).
+      expect((await cheap({ key })).headers.get('retry-after')).toBe('30');
 
       // Release frees b's.
       expect((await h.service('POST', `/v1/reservations/${b.body.id}/release`)).status).toBe(200);
@@ -408,11 +412,112 @@ describe.each(backends)('rate limits (%s)', (backend) => {
 
       // c's caller is gone: its hold expires after 30 s, and its slot with it (no sweeper needed).
       at(h, w, 5 + 29);
-      expect((await cheap({ key })).status).toBe(429);
+      const early = await cheap({ key });
+      expect(early.status).toBe(429);
+      expect(early.headers.get('retry-after')).toBe('1');
       at(h, w, 5 + 30);
       expect(await h.scope('key', key)).toMatchObject({ in_flight: 1 });
       expect((await cheap({ key })).status).toBe(201);
       expect((await h.service('GET', `/v1/reservations/${c.body.id}`)).body.status).toBe('expired');
+    });
+
+    it('over a lowered max_parallel, Retry-After waits for as many expiries as must free; max_parallel 0 has none', async () => {
+      const key = uniqueId('key');
+      expect((await h.admin('PUT', `/v1/limits/key/${key}`, { max_parallel: 3 })).status).toBe(200);
+      const w = freshWindow(h, 5);
+      for (const ttl of [100, 50, 200]) expect((await cheap({ key }, { ttl_seconds: ttl })).status).toBe(201);
+
+      // 3 live holds, max_parallel 2: two must go before a fourth fits, the second expiry at W+105.
+      expect((await h.admin('PUT', `/v1/limits/key/${key}`, { max_parallel: 2 })).status).toBe(200);
+      at(h, w, 10);
+      const refused = await cheap({ key });
+      expect(refused.status).toBe(429);
+      expect(refused.body.error).toMatchObject({ type: 'parallel_limit_exceeded', limit: 2, used: 3 });
+      expect(refused.headers.get('retry-after')).toBe('95');
+      at(h, w, 104);
+      expect((await cheap({ key })).headers.get('retry-after')).toBe('1');
+      at(h, w, 105);
+      expect((await cheap({ key })).status).toBe(201);
+
+      // max_parallel 0 never admits: no Retry-After, and the message says so.
+      expect((await h.admin('PUT', `/v1/limits/key/${key}`, { max_parallel: 0 })).status).toBe(200);
+      const never = await cheap({ key });
+      expect(never.status).toBe(429);
+      expect(never.headers.get('retry-after')).toBeNull();
+      expect(never.body.error.message).toContain('Its max_parallel is 0');
+    });
+  });
+
+  describe('Retry-After of token limits', () => {
+    // gpt-4o "hi" with max_tokens 32 holds 8 input + 32 output = 40 tokens. Two holds, at W+10 and W+20, then a
+    // third refused at W+e. With the current window's count `cur` = two holds and `need` = one, the refused amount
+    // fits only in the next window once cur has faded: wait = (60 − e) + max(0, 60 − (lim − need) × 60 / cur).
+    // Limits chosen so that the wait is not whole, to see it rounded up: just before it the next request is refused
+    // (its wait then comes from the first formula, prev = cur, cur = 0), at it admitted.
+    it.each([
+      // TPM 110: cur 80, need 40, e = 30: 30 + (60 − 70 × 60/80 = 7.5) = 37.5 → 38 (W+68).
+      // At W+67 (e = 7): 80 × 53/60 + 40 = 110.7 > 110; wait = 60 − 7 − 70 × 60/80 = 0.5 → 1.
+      // At W+68: 80 × 52/60 + 40 = 109.3 ≤ 110.
+      { limit: { tpm: 110 }, type: 'tpm', used: 80, need: 40, e: 30, wait: 38 },
+      // ITPM 21: cur 16, need 8, e = 40: 20 + (60 − 13 × 60/16 = 11.25) = 31.25 → 32 (W+72).
+      // At W+71 (e = 11): 16 × 49/60 + 8 = 21.07 > 21; wait = 60 − 11 − 48.75 = 0.25 → 1. At W+72: 20.8 ≤ 21.
+      { limit: { itpm: 21 }, type: 'itpm', used: 16, need: 8, e: 40, wait: 32 },
+      // OTPM 90: cur 64, need 32, e = 25: 35 + (60 − 58 × 60/64 = 5.625) = 40.625 → 41 (W+66).
+      // At W+65 (e = 5): 64 × 55/60 + 32 = 90.7 > 90; wait = 60 − 5 − 54.375 = 0.625 → 1. At W+66: 89.6 ≤ 90.
+      { limit: { otpm: 90 }, type: 'otpm', used: 64, need: 32, e: 25, wait: 41 },
+    ])('$type: the exact Retry-After from the two-window arithmetic', async ({ limit, type, used, need, e, wait }) => {
+      const key = uniqueId('key');
+      expect((await h.admin('PUT', `/v1/limits/key/${key}`, limit)).status).toBe(200);
+      const w = freshWindow(h, 10);
+      const body = { scopes: { key }, model: 'gpt-4o', request: hi(32) };
+      expect((await reserve(body)).status).toBe(201);
+      at(h, w, 20);
+      expect((await reserve(body)).status).toBe(201);
+
+      at(h, w, e);
+      const refused = await reserve(body);
+      expect(refused.status).toBe(429);
+      expect(refused.body.error).toMatchObject({
+        type: 'rate_limit_exceeded', scope: { kind: 'key', id: key }, limit_type: type, used, requested: need,
+      });
+      expect(refused.headers.get('retry-after')).toBe(String(wait));
+      expect(refused.body.error.message).toContain(`Retry in ${wait} s.`);
+
+      at(h, w, e + wait - 1);
+      const early = await reserve(body);
+      expect(early.status).toBe(429);
+      expect(early.body.error.limit_type).toBe(type);
+      expect(early.headers.get('retry-after')).toBe('1');
+      at(h, w, e + wait);
+      expect((await reserve(body)).status).toBe(201);
+    });
+  });
+
+  describe('the audit', () => {
+    it.each(['requests_cur', 'tokens_cur'])('catches a tampered %s on a rate counter, and is ok again once restored', async (field) => {
+      const key = uniqueId('key');
+      expect((await h.admin('PUT', `/v1/limits/key/${key}`, { rpm: 100, tpm: 10000 })).status).toBe(200);
+      freshWindow(h, 5);
+      for (let i = 0; i < 3; i++) {
+        expect((await reserve({ scopes: { key }, model: 'gpt-4o', request: hi(32) })).status).toBe(201);
+      }
+      await h.expectAuditOk();
+      // Three holds of 40 tokens in this window.
+      const expected = field === 'requests_cur' ? 3 : 120;
+      const where = `where kind = 'key' and id = $1 and model = ''`;
+      const [row] = await h.db.query<{ value: string }>(`select ${field}::text as value from spendgate.counters ${where}`, [key]);
+      expect(row).toEqual({ value: String(expected) });
+
+      await h.db.query(`update spendgate.counters set ${field} = ${field} + 1 ${where}`, [key]);
+      const audit = await h.admin('GET', '/v1/audit');
+      expect(audit.status).toBe(200);
+      expect(audit.body.ok).toBe(false);
+      expect(audit.body.mismatches).toEqual([
+        { kind: 'key', id: key, field, counter: String(expected + 1), ledger: String(expected) },
+      ]);
+
+      await h.db.query(`update spendgate.counters set ${field} = ${field} - 1 ${where}`, [key]);
+      await h.expectAuditOk();
     });
   });
 
@@ -528,6 +633,25 @@ describe.each(backends)('rate limits (%s)', (backend) => {
         'x-ratelimit-remaining-requests': '0', 'x-ratelimit-remaining-tokens': '0',
       });
       for (const value of Object.values(rateHeaders(over))) expect(value).not.toMatch(/^-/);
+    });
+
+    it('several ids of one kind: the per-kind headers are the tightest id\'s, for requests and tokens apart', async () => {
+      const [a, b] = [uniqueId('tag'), uniqueId('tag')];
+      const key = uniqueId('key');
+      expect((await h.admin('PUT', `/v1/limits/tag/${a}`, { rpm: 10, tpm: 500 })).status).toBe(200);
+      expect((await h.admin('PUT', `/v1/limits/tag/${b}`, { rpm: 5, tpm: 1000 })).status).toBe(200);
+      expect((await h.admin('PUT', `/v1/limits/key/${key}`, { rpm: 3 })).status).toBe(200);
+      freshWindow(h, 10);
+      const held = await reserve({ scopes: { tag: [a, b], key }, estimate: { cost: '0.01', tokens: 50 } });
+      expect(held.status).toBe(201);
+      // Requests: b has 4 left (a 9); tokens: a has 450 left (b 950). OpenAI's: the key for requests (2 left).
+      expect(rateHeaders(held)).toEqual({
+        'x-ratelimit-tag-limit-requests': '5', 'x-ratelimit-tag-remaining-requests': '4',
+        'x-ratelimit-key-limit-requests': '3', 'x-ratelimit-key-remaining-requests': '2',
+        'x-ratelimit-tag-limit-tokens': '500', 'x-ratelimit-tag-remaining-tokens': '450',
+        'x-ratelimit-limit-requests': '3', 'x-ratelimit-remaining-requests': '2', 'x-ratelimit-reset-requests': '1m50s',
+        'x-ratelimit-limit-tokens': '500', 'x-ratelimit-remaining-tokens': '450', 'x-ratelimit-reset-tokens': '1m50s',
+      });
     });
   });
 });
