@@ -15,6 +15,11 @@ create table spendgate.models (
   updated_at timestamptz not null default now()
 );
 
+-- Serves the alias lookup (spendgate.model_aliases): the entries whose name ends with "/<a bare name>" are those
+-- whose reversed name starts with the reversed bare name and '/'. text_pattern_ops orders by bytes, whatever the
+-- database's collation, so that prefix is one range of this index.
+create index models_reversed_name on spendgate.models (reverse(name) text_pattern_ops);
+
 -- Configured limits, one row per part of a scope. `model` names the part:
 --   ''          the scope itself;
 --   a model     the scope's use of that model (a model limit without its own budget_duration follows the scope's);

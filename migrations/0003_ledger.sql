@@ -42,15 +42,44 @@ language sql immutable as $$
     from string_to_array(p_name, '/') parts, generate_subscripts(parts, 1) i
 $$;
 
--- Price-table lookup: the longest candidate name that has an entry, so a table holding both
--- "openrouter/openai/gpt-4o" and "gpt-4o" prices each route as its own.
-create function spendgate.find_model(p_name text) returns table (name text, entry jsonb)
+-- The entries of a bare name under a provider prefix: every name ending in '/' || p_name ("mistral-large-latest" →
+-- "mistral/mistral-large-latest", "azure/mistral-large-latest", ...). Those are the names whose reverse starts
+-- with reverse(p_name) || '/', i.e. lies in [reverse(p_name) || '/', reverse(p_name) || '0') in byte order ('0'
+-- follows '/'): a range of the index models_reversed_name that a plan can read with the name as a parameter.
+-- A LIKE pattern built from a parameter cannot use that index in a generic plan (plpgsql's after a few calls) and
+-- reads the whole table; the range also leaves no LIKE wildcard in the name to escape.
+create function spendgate.model_aliases(p_name text) returns table (name text, entry jsonb)
 language sql stable as $$
   select m.name, m.entry from spendgate.models m
-   where m.name = any (spendgate.model_name_candidates(p_name))
-   order by length(m.name) desc
-   limit 1
+   where reverse(m.name) ~>=~ (reverse(p_name) || '/') and reverse(m.name) ~<~ (reverse(p_name) || '0')
 $$;
+
+-- Price-table lookup.
+-- 1. The longest candidate name that has an entry, so a table holding both "openrouter/openai/gpt-4o" and "gpt-4o"
+--    prices each route as its own.
+-- 2. Only when there is none: an alias, the bare name's entry under a provider prefix ("deepseek-chat" →
+--    "deepseek/deepseek-chat"), as users write names their gateway routes. When several providers have one, the
+--    dearest: the highest output_cost_per_token, then input_cost_per_token (an unknown price last), then the first
+--    name in byte order; so an ambiguous name is held at the highest of its prices, not at a cheaper provider's, and
+--    the choice does not change from call to call. alias_candidates says how many there were (null for step 1).
+-- Step 1 is one primary-key probe per candidate; step 2, which runs only for names step 1 does not know, one range
+-- of an index.
+create function spendgate.find_model(p_name text) returns table (name text, entry jsonb, alias_candidates integer)
+language plpgsql stable as $$
+begin
+  return query
+    select m.name, m.entry, null::integer from spendgate.models m
+     where m.name = any (spendgate.model_name_candidates(p_name))
+     order by length(m.name) desc
+     limit 1;
+  if not found then
+    return query
+      select a.name, a.entry, (count(*) over ())::integer from spendgate.model_aliases(p_name) a
+       order by (a.entry ->> 'output_cost_per_token')::numeric desc nulls last,
+                (a.entry ->> 'input_cost_per_token')::numeric desc nulls last, a.name collate "C"
+       limit 1;
+  end if;
+end $$;
 
 -- The entry as priced for a prompt of p_prompt_tokens (input, cached or not): a whole request is billed at one tier,
 -- chosen by its prompt size, so the tier's rates replace the base ones for every token of it.
@@ -100,6 +129,23 @@ language sql immutable as $$ select (p_entry ->> p_field)::numeric $$;
 create function spendgate.priced(p_count numeric, p_rate numeric) returns numeric
 language sql immutable as $$ select case when p_count = 0 then 0 else p_count * p_rate end $$;
 
+-- The price of one image of p_pixels pixels: the first non-zero of output_cost_per_image, input_cost_per_image
+-- (one of them, never their sum), then output_cost_per_pixel, input_cost_per_pixel × p_pixels. LiteLLM writes an
+-- explicit 0.0 beside the real price ("hd/1024-x-1024/dall-e-3": input_cost_per_pixel 7.629e-08,
+-- output_cost_per_pixel 0.0), so a 0 beside a non-zero price is not the price; an image is free only when every
+-- image price the entry gives is 0. Null (unknown) when it gives none, or only a per-pixel price and p_pixels is
+-- unknown.
+create function spendgate.image_price(p_entry jsonb, p_pixels numeric) returns numeric
+language sql immutable as $$
+  select coalesce(nullif(per_image_out, 0), nullif(per_image_in, 0),
+                  p_pixels * nullif(per_pixel_out, 0), p_pixels * nullif(per_pixel_in, 0),
+                  case when greatest(per_image_out, per_image_in, per_pixel_out, per_pixel_in) = 0 then 0 end)
+    from (select spendgate.price(p_entry, 'output_cost_per_image') as per_image_out,
+                 spendgate.price(p_entry, 'input_cost_per_image') as per_image_in,
+                 spendgate.price(p_entry, 'output_cost_per_pixel') as per_pixel_out,
+                 spendgate.price(p_entry, 'input_cost_per_pixel') as per_pixel_in) prices
+$$;
+
 -- The worst-case cost and tokens of a call, from the price-table entry (null when the model is unknown), what the
 -- request body said (p_req: input_tokens, input_counter, unsized_parts, max_output_tokens, n, size, characters)
 -- and the caller's own estimate (cost, tokens, seconds). A price the entry lacks is unknown, never 0: the call then
@@ -107,7 +153,8 @@ language sql immutable as $$ select case when p_count = 0 then 0 else p_count * 
 --
 -- Each number says where it came from: source (the cost: request, caller, fallback), output_tokens_source
 -- (max_tokens: the request's own limit; model_max: clamped to the model's max_output_tokens; default: 16384
--- for a request without one), price_tier, and capped (true when p_max_hold cut the cost).
+-- for a request without one), price_tier, capped (true when p_max_hold cut the cost), and for an image request
+-- pixels_per_image (the size it was priced at).
 create function spendgate.estimate(p_entry jsonb, p_req jsonb, p_caller jsonb, p_fallback numeric,
                                    p_max_hold numeric)
 returns jsonb language plpgsql stable as $$
@@ -123,7 +170,6 @@ declare
   output_source text;
   seconds numeric := (p_caller ->> 'seconds')::numeric;
   priced jsonb;
-  per_image numeric;
   pixels numeric;
   cost numeric;
   source text := 'request';
@@ -133,16 +179,11 @@ begin
     -- Only the caller's estimate to go by.
     null;
   elsif mode in ('image_generation', 'image_edit') then
-    -- One per-image price, never the sum of input and output ones.
-    per_image := coalesce(spendgate.price(p_entry, 'output_cost_per_image'),
-                          spendgate.price(p_entry, 'input_cost_per_image'));
-    if per_image is null then
-      pixels := coalesce(split_part(p_req ->> 'size', 'x', 1)::numeric * split_part(p_req ->> 'size', 'x', 2)::numeric,
-                         1024 * 1024);
-      per_image := pixels * coalesce(spendgate.price(p_entry, 'output_cost_per_pixel'),
-                                     spendgate.price(p_entry, 'input_cost_per_pixel'));
-    end if;
-    cost := n * per_image;
+    -- n images of the requested size (1024×1024 when it names none). The pixels go into the estimate: a settle
+    -- prices a per-pixel model's images at the size held.
+    pixels := coalesce(split_part(p_req ->> 'size', 'x', 1)::numeric * split_part(p_req ->> 'size', 'x', 2)::numeric,
+                       1024 * 1024);
+    cost := n * spendgate.image_price(p_entry, pixels);
   elsif mode = 'audio_transcription' then
     -- Billed by the audio's length, which only the caller knows (the file is not in a JSON body).
     input_tokens := 0;
@@ -193,6 +234,7 @@ begin
     'source', source,
     'price_tier', priced ->> 'price_tier',
     'capped', case when capped then true end,
+    'pixels_per_image', pixels,
     'caller_tokens', (p_caller ->> 'tokens')::bigint,
     -- A request without max_tokens gets its output token hold capped (see token_hold).
     'output_cap_allowed', p_req is not null and asked_out is null));
@@ -507,6 +549,7 @@ declare
   v_refused spendgate.refusals;
   v_model text;
   v_entry jsonb;
+  v_alias_candidates integer;
   v_est jsonb;
   v_hold jsonb;
   v_cost numeric;
@@ -545,7 +588,8 @@ begin
   end if;
 
   if p ->> 'model' is not null then
-    select m.name, m.entry into v_model, v_entry from spendgate.find_model(p ->> 'model') m;
+    select m.name, m.entry, m.alias_candidates into v_model, v_entry, v_alias_candidates
+      from spendgate.find_model(p ->> 'model') m;
   end if;
   v_est := spendgate.estimate(v_entry, nullif(p -> 'request_estimate', 'null'), nullif(p -> 'caller_estimate', 'null'),
                               (p ->> 'fallback_hold')::numeric, (p ->> 'max_hold')::numeric);
@@ -596,6 +640,9 @@ begin
           (v_est - 'caller_tokens' - 'output_cap_allowed')
           || jsonb_strip_nulls(jsonb_build_object(
                'price_entry', v_model,
+               -- The entry is an alias's (find_model), chosen among this many.
+               'price_entry_match', case when v_alias_candidates is not null then 'alias' end,
+               'alias_candidates', v_alias_candidates,
                'tpm_count', p ->> 'tpm_count',
                'output_tokens_cap', (v_hold ->> 'output_tokens_cap')::bigint,
                -- A 'fit' budget shrank the hold below the estimate.
@@ -639,8 +686,10 @@ end $$;
 -- The cost of a usage (normalized: input_tokens, cache_read_tokens, cache_creation_tokens, output_tokens,
 -- reasoning_tokens, seconds, characters) plus images, at the entry's prices for the tier the prompt falls in.
 -- Cached tokens are priced at their own rate (the input rate when the entry has none) and not again at the input
--- rate. Null when a price it needs is unknown.
-create function spendgate.usage_cost(p_entry jsonb, p_usage jsonb, p_images integer) returns numeric
+-- rate. Images are priced as the hold priced them (image_price), a per-pixel price at p_pixels_per_image, the size
+-- the hold was made for. Null when a price it needs is unknown.
+create function spendgate.usage_cost(p_entry jsonb, p_usage jsonb, p_images integer, p_pixels_per_image numeric)
+returns numeric
 language plpgsql immutable as $$
 declare
   u jsonb := coalesce(p_usage, '{}');
@@ -666,9 +715,7 @@ begin
                               else coalesce(spendgate.price(e, 'input_cost_per_second'), spendgate.price(e, 'output_cost_per_second')) end)
       + spendgate.priced(coalesce((u ->> 'characters')::numeric, 0), spendgate.price(e, 'input_cost_per_character'));
   end if;
-  return tokens + spendgate.priced(coalesce(p_images, 0),
-                                   coalesce(spendgate.price(e, 'output_cost_per_image'),
-                                            spendgate.price(e, 'input_cost_per_image')));
+  return tokens + spendgate.priced(coalesce(p_images, 0), spendgate.image_price(e, p_pixels_per_image));
 end $$;
 
 -- Settle: p = {cost, usage (normalized), images, actual_input_tokens, actual_output_tokens, settle_hash}. Charges
@@ -710,7 +757,8 @@ begin
     v_cost := (p ->> 'cost')::numeric;
     v_source := 'caller';
   else
-    v_cost := spendgate.usage_cost(r.model_entry, p -> 'usage', (p ->> 'images')::integer);
+    v_cost := spendgate.usage_cost(r.model_entry, p -> 'usage', (p ->> 'images')::integer,
+                                   (r.estimate ->> 'pixels_per_image')::numeric);
     v_source := 'usage';
     if v_cost is null then
       -- No price to compute it with: charge the hold rather than nothing.

@@ -192,6 +192,77 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
       expect((await reserve(edit, { prompt: 'x', n: 2 })).body.reserved_cost).toBe('0.040000');
     });
 
+    it('a per-pixel image model (LiteLLM\'s DALL·E 3 HD: output_cost_per_pixel 0.0 beside its input price) holds and settles pixels × its price', async () => {
+      const file = JSON.parse(await readFile(priceFile, 'utf8')) as Record<string, Record<string, unknown>>;
+      for (const name of ['hd/1024-x-1024/dall-e-3', 'hd/1024-x-1792/dall-e-3']) {
+        expect(file[name]).toMatchObject({ mode: 'image_generation', output_cost_per_pixel: 0 });
+        expect((await h.admin('PUT', `/v1/models/${name}`, file[name])).status).toBe(200);
+      }
+      const held = await reserve('hd/1024-x-1024/dall-e-3', { prompt: 'a cat', n: 2, size: '1024x1024' });
+      expect(held.status).toBe(201);
+      // 2 × 1024 × 1024 × 0.00000007629
+      expect(held.body).toMatchObject({
+        reserved_cost: '0.15999172608',
+        estimate: { pixels_per_image: 1048576, output_tokens: 0, source: 'request', price_entry: 'hd/1024-x-1024/dall-e-3' },
+      });
+      const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { images: 2 });
+      expect(settled.body).toMatchObject({ actual_cost: '0.15999172608', released_cost: '0.000000', cost_source: 'usage' });
+      // Settled at the size held: one image of the two, half the hold.
+      const again = await reserve('hd/1024-x-1024/dall-e-3', { prompt: 'a cat', n: 2, size: '1024x1024' });
+      const one = await h.service('POST', `/v1/reservations/${again.body.id}/settle`, { images: 1 });
+      expect(one.body).toMatchObject({ actual_cost: '0.07999586304', released_cost: '0.07999586304', cost_source: 'usage' });
+
+      // The requested size is the one priced: 1024 × 1792 × 0.00000006539
+      const tall = await reserve('hd/1024-x-1792/dall-e-3', { prompt: 'a cat', size: '1024x1792' });
+      expect(tall.body).toMatchObject({ reserved_cost: '0.11999117312', estimate: { pixels_per_image: 1835008 } });
+      // No size: 1024 × 1024 × 0.00000006539
+      const unsized = await reserve('hd/1024-x-1792/dall-e-3', { prompt: 'a cat' });
+      expect(unsized.body).toMatchObject({ reserved_cost: '0.06856638464', estimate: { pixels_per_image: 1048576 } });
+    });
+
+    it('an image\'s price is the first non-zero one; an explicit 0 beside a real price is not the price, and only all zeros are free', async () => {
+      const hold = async (entry: Record<string, unknown>) => (await reserve(await putModel({ mode: 'image_generation', ...entry }), { prompt: 'x', n: 2 })).body;
+      // A 0 output price beside a real input one, per image or per pixel.
+      expect((await hold({ input_cost_per_image: '0.02', output_cost_per_image: 0 })).reserved_cost).toBe('0.040000');
+      expect((await hold({ input_cost_per_pixel: '0.00000001', output_cost_per_pixel: 0 })).reserved_cost).toBe('0.02097152');
+      // A 0 per-image price beside a real per-pixel one: 2 × 1048576 × 0.00000001
+      expect((await hold({ output_cost_per_image: 0, input_cost_per_pixel: '0.00000001' })).reserved_cost).toBe('0.02097152');
+      // Both per-image prices given: the output one, never the sum.
+      expect((await hold({ input_cost_per_image: '0.02', output_cost_per_image: '0.03', input_cost_per_pixel: '1' })).reserved_cost).toBe('0.060000');
+      // Every price given is 0: free, not unknown.
+      for (const free of [{ input_cost_per_pixel: 0 }, { input_cost_per_image: 0, output_cost_per_image: 0 }, { output_cost_per_image: 0 }]) {
+        expect(await hold(free)).toMatchObject({ reserved_cost: '0.000000', estimate: { source: 'request' } });
+      }
+      // No image price at all: unknown, the fallback.
+      expect(await hold({ input_cost_per_token: '0.000005' })).toMatchObject({ reserved_cost: '1.000000', estimate: { source: 'fallback' } });
+
+      // Settle prices images the same way.
+      const name = await putModel({ mode: 'image_edit', input_cost_per_image: '0.02', output_cost_per_image: 0 });
+      const held = await reserve(name, { prompt: 'x', n: 2 });
+      const settled = await h.service('POST', `/v1/reservations/${held.body.id}/settle`, { images: 3 });
+      expect(settled.body).toMatchObject({ actual_cost: '0.060000', cost_source: 'usage' });
+    });
+
+    it('an image_url or file part of unknown size holds gpt-4o\'s whole context as input, clamped to that context', async () => {
+      const withPart = (part: Record<string, unknown>) =>
+        [{ role: 'user', content: [{ type: 'text', text: 'What is in this?' }, part] }];
+      const image = { type: 'image_url', image_url: { url: 'https://example.com/cat.png' } };
+      const file = { type: 'file', file: { file_id: 'file-abc123' } };
+      for (const messages of [withPart(image), withPart(file), [{ role: 'user', content: [image, file, image] }]]) {
+        const held = await reserve('gpt-4o', { messages, max_tokens: 100 });
+        expect(held.status).toBe(201);
+        // The text's tokens + 128000 per part, clamped to gpt-4o's 128000-token context:
+        // 128000 × 0.0000025 + 100 × 0.00001 = 0.32 + 0.001
+        expect(held.body).toMatchObject({
+          reserved_cost: '0.321000', reserved_tokens: 128100, reserved_input_tokens: 128000,
+          estimate: { input_tokens: 128000, output_tokens: 100, source: 'request' },
+        });
+      }
+      // Without max_tokens: 128000 × 0.0000025 + 16384 × 0.00001 = 0.32 + 0.16384
+      const unbounded = await reserve('gpt-4o', { messages: withPart(image) });
+      expect(unbounded.body).toMatchObject({ reserved_cost: '0.483840', estimate: { input_tokens: 128000, output_tokens: 16384 } });
+    });
+
     it('an embedding model holds no output', async () => {
       const held = await reserve('text-embedding-3-small', { input: 'hello world', max_tokens: 500 });
       expect(held.status).toBe(201);
@@ -426,6 +497,25 @@ describe.each(backends)('models and pricing (%s)', (backend) => {
       };
       // A few at a time: each names its own scope, so they do not contend.
       for (let i = 0; i < chat.length; i += 20) await Promise.all(chat.slice(i, i + 20).map(check));
+      expect(wrong).toEqual([]);
+
+      // Every image model priced per pixel holds n × pixels of its size × its price: LiteLLM writes
+      // output_cost_per_pixel 0.0 beside the real input price, which is not the price (nor is a 0 per-image one).
+      const nonZero = (entry: Record<string, unknown>, field: string) =>
+        typeof entry[field] === 'number' && entry[field] !== 0 ? units(entry[field] as number) : null;
+      const perPixel = Object.entries(file).filter(([name, entry]) =>
+        !skipped.has(name) && (nonZero(entry, 'input_cost_per_pixel') !== null || nonZero(entry, 'output_cost_per_pixel') !== null));
+      expect(perPixel.length).toBeGreaterThan(40);
+      for (const [name, entry] of perPixel) {
+        const [, width = '1024', height = '1024'] = /(\d+)-x-(\d+)/.exec(name) ?? [];
+        const pixels = BigInt(width) * BigInt(height);
+        const price = nonZero(entry, 'output_cost_per_image') ?? nonZero(entry, 'input_cost_per_image')
+          ?? pixels * (nonZero(entry, 'output_cost_per_pixel') ?? nonZero(entry, 'input_cost_per_pixel'))!;
+        const held = await reserve(name, { prompt: 'a cat', n: 2, size: `${width}x${height}` });
+        if (held.status !== 201 || held.body.reserved_cost !== money(2n * price) || held.body.estimate?.source !== 'request') {
+          wrong.push({ name, status: held.status, got: held.body.reserved_cost ?? held.body.error, expected: money(2n * price) });
+        }
+      }
       expect(wrong).toEqual([]);
     }, 300_000);
   });

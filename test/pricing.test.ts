@@ -149,6 +149,88 @@ describe.each(backends)('pricing rules (%s)', (backend) => {
     });
   });
 
+  describe('aliases: a bare name that the table holds only under a provider prefix', () => {
+    const held = async (model: string) => (await reserve({ model, request: { messages: HI, max_tokens: 100 } })).body;
+
+    it('mistral-large-latest, deepseek-chat, llama-3.3-70b-versatile price as the starter table\'s prefixed entries', async () => {
+      // 9 × 0.0000005 + 100 × 0.0000015
+      expect(await held('mistral-large-latest')).toMatchObject({
+        reserved_cost: '0.0001545',
+        estimate: { source: 'request', price_entry: 'mistral/mistral-large-latest', price_entry_match: 'alias', alias_candidates: 1 },
+      });
+      // 9 × 0.00000028 + 100 × 0.00000042
+      expect(await held('deepseek-chat')).toMatchObject({ reserved_cost: '0.00004452', estimate: { price_entry: 'deepseek/deepseek-chat' } });
+      // 9 × 0.00000059 + 100 × 0.00000079
+      expect(await held('llama-3.3-70b-versatile')).toMatchObject({ reserved_cost: '0.00008431', estimate: { price_entry: 'groq/llama-3.3-70b-versatile' } });
+      // A bare name with slashes of its own: 9 × 0.0000002 + 100 × 0.0000006
+      expect(await held('meta-llama/llama-4-maverick-17b-128e-instruct')).toMatchObject({
+        reserved_cost: '0.0000618', estimate: { price_entry: 'groq/meta-llama/llama-4-maverick-17b-128e-instruct' },
+      });
+      expect((await h.service('GET', '/v1/models/deepseek-chat')).body).toMatchObject({ name: 'deepseek/deepseek-chat', output_cost_per_token: '0.00000042' });
+      // A name found as written (or without its prefix) says nothing of aliases.
+      const direct = await held('openai/gpt-4o');
+      expect(direct.estimate.price_entry).toBe('gpt-4o');
+      expect(direct.estimate).not.toHaveProperty('price_entry_match');
+      expect(direct.estimate).not.toHaveProperty('alias_candidates');
+    });
+
+    it('several entries: the highest output price, then input price, then the first name; never the cheapest', async () => {
+      const base = uniqueId('alias');
+      const price = (input: string, output: string) => ({ mode: 'chat', input_cost_per_token: input, output_cost_per_token: output });
+      await putModel(price('0.000009', '0.000001'), `a/${base}`);
+      await putModel(price('0.000001', '0.000003'), `b/${base}`);
+      await putModel(price('0.000002', '0.000003'), `c/${base}`);
+      await putModel(price('0.000002', '0.000003'), `d/x/${base}`);
+      await putModel({ mode: 'chat', input_cost_per_token: '0.000001' }, `e/${base}`); // no output price: never preferred
+      await putModel(price('0.1', '0.1'), `f/${base}-longer`); // not an entry of this name
+      // 9 × 0.000002 + 100 × 0.000003; c/ and d/x/ tie, c/ comes first
+      expect(await held(base)).toMatchObject({
+        reserved_cost: '0.000318', estimate: { price_entry: `c/${base}`, price_entry_match: 'alias', alias_candidates: 5 },
+      });
+      // The exact name, when the table has it, wins over every alias.
+      await putModel(price('0', '0.000001'), base);
+      expect(await held(base)).toMatchObject({ reserved_cost: '0.000100', estimate: { price_entry: base } });
+      expect((await held(base)).estimate).not.toHaveProperty('price_entry_match');
+    });
+
+    it('a name is matched as written: LIKE wildcards in it are plain characters, and an unknown name still holds the fallback', async () => {
+      const base = uniqueId('wild');
+      await putModel({ mode: 'chat', input_cost_per_token: '0', output_cost_per_token: '0.000001' }, `p/${base}_1`);
+      expect((await held(`${base}_1`)).estimate.price_entry).toBe(`p/${base}_1`);
+      for (const written of [`${base}%1`, `${base}%`, `%_1`, `${base}\\_1`, `_1`]) {
+        expect(await held(written)).toMatchObject({ reserved_cost: '1.000000', estimate: { source: 'fallback' } });
+      }
+      // Only whole provider segments: "x" is not an alias of "p/..._1"'s tail.
+      expect((await held('1')).estimate.source).toBe('fallback');
+    });
+
+    it('the alias lookup reads an index, not the table: EXPLAIN on 3000 entries, generic plan included', async () => {
+      const entries: Record<string, Record<string, string>> = {};
+      const prefix = uniqueId('bulk');
+      for (let i = 0; i < 3000; i++) entries[`${prefix}-${i % 30}/model-${i}`] = { mode: 'chat', input_cost_per_token: '0.000001', output_cost_per_token: '0.000002' };
+      expect((await h.admin('POST', '/v1/models/import', entries)).body.imported).toBe(3000);
+      expect((await held('model-2999')).estimate).toMatchObject({ price_entry: `${prefix}-29/model-2999`, alias_candidates: 1 });
+
+      const plans = await h.db.transaction(async (tx) => {
+        const statement = uniqueId('aliases').replace(/\W/g, '_');
+        await tx.query(`prepare ${statement}(text) as select * from spendgate.model_aliases($1)`);
+        try {
+          const custom = await tx.query<{ 'QUERY PLAN': string }>(`explain execute ${statement}('model-2999')`);
+          await tx.query('set local plan_cache_mode = force_generic_plan');
+          const generic = await tx.query<{ 'QUERY PLAN': string }>(`explain execute ${statement}('model-2999')`);
+          return [custom, generic].map((rows) => rows.map((row) => row['QUERY PLAN']).join('\n'));
+        } finally {
+          await tx.query(`deallocate ${statement}`);
+        }
+      });
+      for (const plan of plans) {
+        expect(plan).toContain('models_reversed_name');
+        expect(plan).not.toMatch(/Seq Scan/);
+      }
+      expect(plans[1]).toContain('$1');
+    });
+  });
+
   describe('audio', () => {
     it('transcription holds seconds × the per-second price, and settles from the duration usage', async () => {
       const held = await reserve({ model: 'whisper-1', request: {}, estimate: { seconds: 60 } });
