@@ -1,5 +1,9 @@
 -- Time, money formatting, budget periods, rate windows and the counter arithmetic every state change shares.
 
+-- Small SQL functions here are declared no stricter than their bodies (stable where a body calls to_char,
+-- jsonb_build_object or time-zone arithmetic), so that Postgres inlines them into the calling statement: one it
+-- cannot inline is planned again at every call, and the ledger's functions make many such calls per state change.
+
 -- The one clock. Every function takes `p_at` and reads the time only through this: production passes null and
 -- gets the database's clock (serverless instances' clocks disagree; the database's is the only one); tests inject
 -- a time so that periods, windows and expiry move without sleeping. A state change reads it once it holds its
@@ -16,16 +20,16 @@ language sql immutable as $$
 $$;
 
 create function spendgate.iso(t timestamptz) returns text
-language sql immutable as $$ select to_char(t at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;
+language sql stable as $$ select to_char(t at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;
 
 create function spendgate.error(p_type text, p_message text, p_details jsonb default '{}') returns jsonb
-language sql immutable as $$
+language sql stable as $$
   select jsonb_build_object('error', jsonb_build_object('type', p_type, 'message', p_message) || p_details)
 $$;
 
 -- A counter named for callers: {kind, id}, with the model of a model limit or the number of a budget window.
 create function spendgate.scope_ref(p_kind text, p_id text, p_model text) returns jsonb
-language sql immutable as $$
+language sql stable as $$
   select jsonb_build_object('kind', p_kind, 'id', p_id)
          || case when p_model like '@%' then jsonb_build_object('window', substr(p_model, 2)::integer)
                  when p_model <> '' then jsonb_build_object('model', p_model) else '{}' end
@@ -76,7 +80,7 @@ begin
 end $$;
 
 create function spendgate.period_start(p_duration text, p_align text, p_anchor timestamptz, p_at timestamptz)
-returns timestamptz language sql immutable as $$
+returns timestamptz language sql stable as $$
   select case
     when p_duration is null then null
     when p_align = 'calendar' then
@@ -92,7 +96,7 @@ returns timestamptz language sql immutable as $$
 $$;
 
 create function spendgate.period_end(p_duration text, p_align text, p_anchor timestamptz, p_start timestamptz)
-returns timestamptz language sql immutable as $$
+returns timestamptz language sql stable as $$
   select case
     when p_duration is null or p_start is null then null
     when p_duration = '1mo' and p_align = 'calendar' then spendgate.months_after(p_start, 1)
@@ -105,15 +109,17 @@ $$;
 -- the counter's own period_start, which after a change of layout may lie off the new boundaries (a rolling day
 -- begun at 10:00, switched to calendar days, rolls at midnight, not at 10:00).
 create function spendgate.next_reset(p_duration text, p_align text, p_anchor timestamptz, p_at timestamptz)
-returns timestamptz language sql immutable as $$
+returns timestamptz language sql stable as $$
   select spendgate.period_end(p_duration, p_align, p_anchor, spendgate.period_start(p_duration, p_align, p_anchor, p_at))
 $$;
 
 -- Rate windows: fixed windows of spendgate.settings.rate_window_seconds (60 unless configured), aligned to the
 -- epoch, read with the two-window weighted approximation (used = prev × unexpired share of the window + cur), which
 -- assumes the previous window's requests were spread evenly. It never counts less than the current window alone.
+-- plpgsql, whose plan is kept for the session: a SQL function that reads a table cannot be inlined, and is planned
+-- again at each of the dozens of calls a reserve makes.
 create function spendgate.rate_window() returns integer
-language sql stable as $$ select rate_window_seconds from spendgate.settings $$;
+language plpgsql stable as $$ begin return (select rate_window_seconds from spendgate.settings); end $$;
 
 create function spendgate.window_start(p_at timestamptz) returns timestamptz
 language sql stable as $$

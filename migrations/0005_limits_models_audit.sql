@@ -247,7 +247,7 @@ language sql immutable as $$
 $$;
 
 create function spendgate.model_json(p_name text, p_entry jsonb, p_updated_at timestamptz) returns jsonb
-language sql immutable as $$
+language sql stable as $$
   select jsonb_build_object('name', p_name) || spendgate.model_prices(p_entry)
          || jsonb_build_object('updated_at', spendgate.iso(p_updated_at))
 $$;

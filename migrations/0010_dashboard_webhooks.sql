@@ -8,7 +8,7 @@ create index reservations_by_settled_at on spendgate.reservations (settled_at) w
 
 -- An event as GET /v1/events and the webhook body show it.
 create function spendgate.event_json(e spendgate.events) returns jsonb
-language sql immutable as $$
+language sql stable as $$
   select jsonb_build_object('event_id', e.event_id, 'type', e.type, 'scope', spendgate.scope_ref(e.kind, e.id, e.model),
                             'period_start', spendgate.iso(e.period_start), 'created_at', spendgate.iso(e.created_at),
                             'details', e.details)
@@ -63,7 +63,7 @@ end $$;
 -- How much of a part's max_budget is spent and reserved, in percent with one decimal (null without a positive
 -- max_budget).
 create function spendgate.utilization(p jsonb) returns jsonb
-language sql immutable as $$
+language sql stable as $$
   select jsonb_build_object(
     'spend_percent', case when (p ->> 'max_budget')::numeric > 0
                           then round((p ->> 'spend')::numeric * 100 / (p ->> 'max_budget')::numeric, 1)::text end,
