@@ -384,15 +384,20 @@ end $$;
 create function spendgate.first_refusal(p_keys spendgate.counter_key[], p_cost numeric,
                                         p_tokens spendgate.token_counts, p_at timestamptz)
 returns jsonb language plpgsql stable as $$
+declare
+  k spendgate.counter_key;
+  found_refusal jsonb;
 begin
-  return (
-    select refusal from (
-      select k.ord, spendgate.refusal(c, spendgate.effective_limit(c.kind, c.id, c.model), p_cost, p_tokens, p_at)
-        from unnest(p_keys) with ordinality k(kind, id, model, ord)
-        join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model) checked(ord, refusal)
-     where refusal is not null
-     order by ord
-     limit 1);
+  -- One counter at a time, by its primary key. As one query joining the keys to the counters, the planner pushed
+  -- "refusal is not null" down to the counters' scan: in a plan made while the table was small (a session's cached
+  -- plan, until the next ANALYZE), that evaluated refusal() on every counter in the table at each reserve.
+  foreach k in array p_keys loop
+    select spendgate.refusal(c, spendgate.effective_limit(c.kind, c.id, c.model), p_cost, p_tokens, p_at)
+      into found_refusal
+      from spendgate.counters c where c.kind = k.kind and c.id = k.id and c.model = k.model;
+    if found_refusal is not null then return found_refusal; end if;
+  end loop;
+  return null;
 end $$;
 
 -- The hold a 'fit' budget admits: the cost, shrunk to the least that remains on any 'fit' budget it does not fit
