@@ -1,0 +1,66 @@
+// Where the CPU went during a measured window: the whole machine (os.cpus()), this process (the load generator, and
+// the app too when it runs in process), the server process (Linux /proc), and the rest, which on a machine doing
+// nothing else is Postgres. Busy near 100% means the run was CPU-bound; well below it, something waited (a lock,
+// a commit's flush, a round trip).
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+
+export interface CpuUse {
+  /** Busy share of all cores over the window. */
+  busyPercent: number;
+  /** CPU milliseconds per completed pair. */
+  perPair: { machine: number; bench: number; server: number | null; rest: number };
+}
+
+interface Totals {
+  machineBusy: number;
+  machineAll: number;
+  bench: number;
+  server: number | null;
+}
+
+// Linux's USER_HZ, the unit of /proc/<pid>/stat times; 100 on every mainstream kernel.
+const ticksPerSecond = 100;
+
+/** CPU ms of a process from /proc, or null where there is no /proc (or the process is gone). */
+function processCpuMs(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces, hence the last parenthesis): utime and stime are the
+    // 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
+  } catch {
+    return null;
+  }
+}
+
+function totals(serverPid: number | null): Totals {
+  let machineBusy = 0;
+  let machineAll = 0;
+  for (const { times } of cpus()) {
+    const busy = times.user + times.nice + times.sys + times.irq;
+    machineBusy += busy;
+    machineAll += busy + times.idle;
+  }
+  const self = process.cpuUsage();
+  return { machineBusy, machineAll, bench: (self.user + self.system) / 1000, server: serverPid === null ? null : processCpuMs(serverPid) };
+}
+
+/** Starts a window; the function it returns ends it, and the window's use is then divided by `pairs`. */
+export function cpuWindow(serverPid: number | null): () => (pairs: number) => CpuUse {
+  const from = totals(serverPid);
+  return () => {
+    const to = totals(serverPid);
+    return (pairs) => {
+      const machine = to.machineBusy - from.machineBusy;
+      const bench = to.bench - from.bench;
+      const server = to.server === null || from.server === null ? null : to.server - from.server;
+      const per = (ms: number) => ms / Math.max(pairs, 1);
+      return {
+        busyPercent: (100 * machine) / (to.machineAll - from.machineAll),
+        perPair: { machine: per(machine), bench: per(bench), server: server === null ? null : per(server), rest: per(machine - bench - (server ?? 0)) },
+      };
+    };
+  };
+}
