@@ -263,13 +263,13 @@ async function sweepPhase(url: string, sql: postgres.Sql, server: ServerProcess,
   }
 }
 
-/** GET /v1/audit: every counter recomputed from the ledger must match after all that load. */
 interface Audit {
   ok: boolean;
   status: number;
   summary: string;
 }
 
+/** GET /v1/audit: every counter recomputed from the ledger must match after all that load. */
 async function auditAfterLoad(server: ServerProcess): Promise<Audit> {
   const answer = await adminGet(server.base, '/v1/audit', tokens.admin);
   if (answer.status !== 200) return { ok: false, status: answer.status, summary: `GET /v1/audit answered ${answer.status}: ${answer.text.slice(0, 300)}` };
