@@ -116,10 +116,24 @@ $$;
 -- Rate windows: fixed windows of spendgate.settings.rate_window_seconds (60 unless configured), aligned to the
 -- epoch, read with the two-window weighted approximation (used = prev × unexpired share of the window + cur), which
 -- assumes the previous window's requests were spread evenly. It never counts less than the current window alone.
--- plpgsql, whose plan is kept for the session: a SQL function that reads a table cannot be inlined, and is planned
--- again at each of the dozens of calls a reserve makes.
+-- rate_window() is that setting as a constant: a reserve reads it dozens of times, and a function that reads the
+-- table is a query each time, while an immutable SQL function of a constant is folded into every plan and
+-- expression that calls it. spendgate.settings stays the one source: the trigger below rewrites the function in
+-- the transaction that changes the setting, and PostgreSQL drops the plans that folded the old value.
 create function spendgate.rate_window() returns integer
-language plpgsql stable as $$ begin return (select rate_window_seconds from spendgate.settings); end $$;
+language sql immutable as $$ select 60 $$;
+
+create function spendgate.follow_rate_window() returns trigger
+language plpgsql as $$
+begin
+  execute format('create or replace function spendgate.rate_window() returns integer language sql immutable as %L',
+                 format('select %s', new.rate_window_seconds::integer));
+  return new;
+end $$;
+
+create trigger settings_rate_window
+  after insert or update of rate_window_seconds on spendgate.settings
+  for each row execute function spendgate.follow_rate_window();
 
 create function spendgate.window_start(p_at timestamptz) returns timestamptz
 language sql stable as $$
@@ -238,41 +252,30 @@ begin
   return c;
 end $$;
 
--- A window count after adding d, for a hold counted in p_token_window: the change goes to that window while it
--- still counts (current or previous), and nowhere once it has slid out.
-create function spendgate.window_add(p_cur bigint, p_prev bigint, d bigint, p_window_start timestamptz,
-                                     p_token_window timestamptz, out cur bigint, out prev bigint)
-language plpgsql stable as $$
-begin
-  cur := p_cur;
-  prev := p_prev;
-  if d = 0 then return; end if;
-  if p_token_window is null or p_token_window = p_window_start then
-    cur := greatest(0, p_cur + d);
-  elsif p_token_window = p_window_start - make_interval(secs => spendgate.rate_window()) then
-    prev := greatest(0, p_prev + d);
-  end if;
-end $$;
-
--- A counter after a change.
-create function spendgate.changed(c spendgate.counters, p_at timestamptz,
+-- A counter after a change, under its limit l. Token changes go to the window the hold was counted in
+-- (p_token_window; null: the current one) while that window still counts, current or previous, and nowhere once
+-- it has slid out. Pure arithmetic in one call: a state change applies it to each counter it charges.
+create function spendgate.charged(c spendgate.counters, l spendgate.scope_limit, p_at timestamptz,
                                   d_spend numeric default 0, d_reserved numeric default 0,
                                   d_in_flight integer default 0, d_requests integer default 0,
                                   d_tokens spendgate.token_counts default row(0, 0, 0),
                                   p_token_window timestamptz default null)
 returns spendgate.counters language plpgsql stable as $$
 begin
-  c := spendgate.rolled(c, spendgate.effective_limit(c.kind, c.id, c.model), p_at);
+  c := spendgate.rolled(c, l, p_at);
   c.spend := c.spend + d_spend;
   c.reserved := c.reserved + d_reserved;
   c.in_flight := c.in_flight + d_in_flight;
   c.requests_cur := c.requests_cur + d_requests;
-  select cur, prev into c.tokens_cur, c.tokens_prev
-    from spendgate.window_add(c.tokens_cur, c.tokens_prev, d_tokens.tokens, c.window_start, p_token_window);
-  select cur, prev into c.itokens_cur, c.itokens_prev
-    from spendgate.window_add(c.itokens_cur, c.itokens_prev, d_tokens.input, c.window_start, p_token_window);
-  select cur, prev into c.otokens_cur, c.otokens_prev
-    from spendgate.window_add(c.otokens_cur, c.otokens_prev, d_tokens.output, c.window_start, p_token_window);
+  if p_token_window is null or p_token_window = c.window_start then
+    c.tokens_cur := greatest(0, c.tokens_cur + d_tokens.tokens);
+    c.itokens_cur := greatest(0, c.itokens_cur + d_tokens.input);
+    c.otokens_cur := greatest(0, c.otokens_cur + d_tokens.output);
+  elsif p_token_window = c.window_start - make_interval(secs => spendgate.rate_window()) then
+    c.tokens_prev := greatest(0, c.tokens_prev + d_tokens.tokens);
+    c.itokens_prev := greatest(0, c.itokens_prev + d_tokens.input);
+    c.otokens_prev := greatest(0, c.otokens_prev + d_tokens.output);
+  end if;
   return c;
 end $$;
 
@@ -287,30 +290,89 @@ begin
     from (select distinct k.kind, k.id, k.model from unnest(p_keys) k) t);
 end $$;
 
--- Locks the counters, creating those never seen before, and returns the keys it created. Keys must come from
--- sorted_keys().
-create function spendgate.lock_counters(p_keys spendgate.counter_key[], p_at timestamptz)
-returns spendgate.counter_key[] language plpgsql as $$
+-- Locks the counters, creating those never seen before; returns the keys it created and the counters as locked.
+-- Keys must come from sorted_keys().
+create function spendgate.lock_counters(p_keys spendgate.counter_key[], p_at timestamptz,
+                                        out created spendgate.counter_key[], out ctrs spendgate.counters[])
+language plpgsql as $$
 declare
   k spendgate.counter_key;
-  created spendgate.counter_key[] := '{}';
+  c spendgate.counters;
 begin
+  created := '{}';
+  ctrs := '{}';
   foreach k in array p_keys loop
-    perform 1 from spendgate.counters c
-     where c.kind = k.kind and c.id = k.id and c.model = k.model for update;
+    select * into c from spendgate.counters
+     where kind = k.kind and id = k.id and model = k.model for update;
     if not found then
       -- A racing first use waits on this insert's unique-index entry, in the same order as the row locks.
       insert into spendgate.counters (kind, id, model, first_seen) values (k.kind, k.id, k.model, coalesce(p_at, now()))
-      on conflict do nothing;
+      on conflict do nothing returning * into c;
       if found then
         created := created || k;
       else
-        perform 1 from spendgate.counters c
-         where c.kind = k.kind and c.id = k.id and c.model = k.model for update;
+        select * into c from spendgate.counters
+         where kind = k.kind and id = k.id and model = k.model for update;
       end if;
     end if;
+    ctrs := ctrs || c;
   end loop;
-  return created;
+end $$;
+
+-- The (locked) counters of p_keys and the limit that applies to each, in the keys' order: read once per state
+-- change, then passed along, so that no step looks a limit up again. One primary-key probe per key, never a join of
+-- the keys to the table, whose plan could turn into a scan of every counter.
+create function spendgate.counter_states(p_keys spendgate.counter_key[], out ctrs spendgate.counters[],
+                                         out lims spendgate.scope_limit[])
+language plpgsql stable as $$
+declare
+  k spendgate.counter_key;
+  c spendgate.counters;
+begin
+  ctrs := '{}';
+  foreach k in array p_keys loop
+    select * into strict c from spendgate.counters where kind = k.kind and id = k.id and model = k.model;
+    ctrs := ctrs || c;
+  end loop;
+  lims := spendgate.limits_of(p_keys);
+end $$;
+
+-- The limit that applies to each of p_keys, in their order.
+create function spendgate.limits_of(p_keys spendgate.counter_key[]) returns spendgate.scope_limit[]
+language plpgsql stable as $$
+declare
+  k spendgate.counter_key;
+  lims spendgate.scope_limit[] := '{}';
+begin
+  foreach k in array p_keys loop
+    lims := lims || spendgate.effective_limit(k.kind, k.id, k.model);
+  end loop;
+  return lims;
+end $$;
+
+-- Applies one change to each of these (locked) counters, as charged() computes it, and returns them changed.
+create function spendgate.charge_states(p_ctrs spendgate.counters[], p_lims spendgate.scope_limit[], p_at timestamptz,
+                                        d_spend numeric default 0, d_reserved numeric default 0,
+                                        d_in_flight integer default 0, d_requests integer default 0,
+                                        d_tokens spendgate.token_counts default row(0, 0, 0),
+                                        p_token_window timestamptz default null)
+returns spendgate.counters[] language plpgsql as $$
+declare
+  c spendgate.counters;
+  result spendgate.counters[] := '{}';
+begin
+  for i in 1 .. coalesce(cardinality(p_ctrs), 0) loop
+    c := spendgate.charged(p_ctrs[i], p_lims[i], p_at, d_spend, d_reserved, d_in_flight, d_requests, d_tokens,
+                           p_token_window);
+    update spendgate.counters
+       set period_start = c.period_start, spend = c.spend, reserved = c.reserved, in_flight = c.in_flight,
+           window_start = c.window_start, requests_cur = c.requests_cur, requests_prev = c.requests_prev,
+           tokens_cur = c.tokens_cur, tokens_prev = c.tokens_prev, itokens_cur = c.itokens_cur,
+           itokens_prev = c.itokens_prev, otokens_cur = c.otokens_cur, otokens_prev = c.otokens_prev
+     where kind = c.kind and id = c.id and model = c.model;
+    result := result || c;
+  end loop;
+  return result;
 end $$;
 
 -- What a counter shows a caller: its limit, its usage now, and what remains.

@@ -244,13 +244,14 @@ end $$;
 -- Without max_tokens the output part is capped at a quarter of the smallest limit that counts output tokens, so
 -- that a small TPM stays usable by requests that leave max_tokens out. A caller's own token estimate counts in full
 -- against all three, since it does not say which are input and which output.
-create function spendgate.token_hold(p_est jsonb, p_keys spendgate.counter_key[], p_tpm_count text) returns jsonb
+create function spendgate.token_hold(p_est jsonb, p_lims spendgate.scope_limit[], p_tpm_count text) returns jsonb
 language plpgsql stable as $$
 declare
   smallest bigint;
   input_tokens bigint := (p_est ->> 'input_tokens')::bigint;
   output_tokens bigint := (p_est ->> 'output_tokens')::bigint;
   cap bigint;
+  l spendgate.scope_limit;
 begin
   p_tpm_count := coalesce(p_tpm_count, 'total');
   if p_est ->> 'caller_tokens' is not null then
@@ -258,8 +259,9 @@ begin
                               'output', (p_est ->> 'caller_tokens')::bigint);
   end if;
   if (p_est ->> 'output_cap_allowed')::boolean then
-    select min(least(case when p_tpm_count <> 'input' then l.tpm end, l.otpm)) into smallest
-      from unnest(p_keys) k, spendgate.effective_limit(k.kind, k.id, k.model) l;
+    foreach l in array p_lims loop
+      smallest := least(smallest, case when p_tpm_count <> 'input' then l.tpm end, l.otpm);
+    end loop;
     if smallest is not null and output_tokens > smallest / 4 then
       cap := smallest / 4;
       output_tokens := cap;
@@ -280,32 +282,30 @@ $$;
 create function spendgate.reservation_keys(p_id uuid) returns spendgate.counter_key[]
 language plpgsql stable as $$
 begin
-  return (
-    select spendgate.sorted_keys(array(
-      select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
-        from spendgate.reservation_counters rc where rc.reservation_id = p_id)));
+  -- In sorted_keys() order (the primary key makes them distinct).
+  return array(select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
+                 from spendgate.reservation_counters rc where rc.reservation_id = p_id
+                order by rc.kind collate "C", rc.id collate "C", rc.model collate "C");
 end $$;
 
--- Applies a hold's end (or a late charge) to every counter it charged. The counters must already be locked.
+-- Applies a hold's end (or a late charge) to every counter it charged (p_keys, when the caller has them) and returns
+-- them changed, with their limits. The counters must already be locked.
 create function spendgate.charge_counters(r spendgate.reservations, p_at timestamptz, d_spend numeric,
-                                          d_reserved numeric, d_in_flight integer, d_tokens spendgate.token_counts)
-returns void language plpgsql as $$
+                                          d_reserved numeric, d_in_flight integer, d_tokens spendgate.token_counts,
+                                          p_keys spendgate.counter_key[] default null,
+                                          out ctrs spendgate.counters[], out lims spendgate.scope_limit[])
+language plpgsql as $$
 begin
-  update spendgate.counters c
-     set (period_start, spend, reserved, in_flight, window_start, requests_cur, requests_prev, tokens_cur, tokens_prev,
-          itokens_cur, itokens_prev, otokens_cur, otokens_prev) =
-         (select n.period_start, n.spend, n.reserved, n.in_flight, n.window_start, n.requests_cur, n.requests_prev,
-                 n.tokens_cur, n.tokens_prev, n.itokens_cur, n.itokens_prev, n.otokens_cur, n.otokens_prev
-            from spendgate.changed(c, p_at, d_spend => d_spend, d_reserved => d_reserved,
-                                   d_in_flight => d_in_flight, d_tokens => d_tokens,
-                                   p_token_window => r.window_start) n)
-    from spendgate.reservation_counters rc
-   where rc.reservation_id = r.id and c.kind = rc.kind and c.id = rc.id and c.model = rc.model;
+  select s.ctrs, s.lims into ctrs, lims
+    from spendgate.counter_states(coalesce(p_keys, spendgate.reservation_keys(r.id))) s;
+  ctrs := spendgate.charge_states(ctrs, lims, p_at, d_spend => d_spend, d_reserved => d_reserved,
+                                  d_in_flight => d_in_flight, d_tokens => d_tokens, p_token_window => r.window_start);
   if r.status = 'settled' then
     -- The charge lands in each counter's current period; the audit looks for it there.
-    update spendgate.reservation_counters rc set charged_period = c.period_start
-      from spendgate.counters c
-     where rc.reservation_id = r.id and c.kind = rc.kind and c.id = rc.id and c.model = rc.model;
+    update spendgate.reservation_counters rc
+       set charged_period = (select c.period_start from unnest(ctrs) c
+                              where c.kind = rc.kind and c.id = rc.id and c.model = rc.model)
+     where rc.reservation_id = r.id;
   end if;
 end $$;
 
@@ -381,20 +381,14 @@ begin
 end $$;
 
 -- The first limit among these counters that the hold would break; null when it fits everywhere.
-create function spendgate.first_refusal(p_keys spendgate.counter_key[], p_cost numeric,
+create function spendgate.first_refusal(p_ctrs spendgate.counters[], p_lims spendgate.scope_limit[], p_cost numeric,
                                         p_tokens spendgate.token_counts, p_at timestamptz)
 returns jsonb language plpgsql stable as $$
 declare
-  k spendgate.counter_key;
   found_refusal jsonb;
 begin
-  -- One counter at a time, by its primary key. As one query joining the keys to the counters, the planner pushed
-  -- "refusal is not null" down to the counters' scan: in a plan made while the table was small (a session's cached
-  -- plan, until the next ANALYZE), that evaluated refusal() on every counter in the table at each reserve.
-  foreach k in array p_keys loop
-    select spendgate.refusal(c, spendgate.effective_limit(c.kind, c.id, c.model), p_cost, p_tokens, p_at)
-      into found_refusal
-      from spendgate.counters c where c.kind = k.kind and c.id = k.id and c.model = k.model;
+  for i in 1 .. coalesce(cardinality(p_ctrs), 0) loop
+    found_refusal := spendgate.refusal(p_ctrs[i], p_lims[i], p_cost, p_tokens, p_at);
     if found_refusal is not null then return found_refusal; end if;
   end loop;
   return null;
@@ -402,64 +396,86 @@ end $$;
 
 -- The hold a 'fit' budget admits: the cost, shrunk to the least that remains on any 'fit' budget it does not fit
 -- whole, when something remains there. Strict budgets are left to first_refusal.
-create function spendgate.fitted_cost(p_keys spendgate.counter_key[], p_cost numeric, p_at timestamptz)
+create function spendgate.fitted_cost(p_ctrs spendgate.counters[], p_lims spendgate.scope_limit[], p_cost numeric,
+                                      p_at timestamptz)
 returns numeric language plpgsql stable as $$
+declare
+  fitted numeric := p_cost;
+  remaining numeric;
+  c spendgate.counters;
 begin
-  return (
-    select least(p_cost, min(remaining))
-      from (select l.max_budget - r.spend - r.reserved as remaining
-              from unnest(p_keys) k
-              join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model
-              cross join spendgate.effective_limit(k.kind, k.id, k.model) l
-              cross join spendgate.rolled(c, l, p_at) r
-             where l.admission = 'fit' and l.max_budget is not null) fit
-     where remaining > 0);
+  for i in 1 .. coalesce(cardinality(p_ctrs), 0) loop
+    if p_lims[i].admission = 'fit' and p_lims[i].max_budget is not null then
+      c := spendgate.rolled(p_ctrs[i], p_lims[i], p_at);
+      remaining := p_lims[i].max_budget - c.spend - c.reserved;
+      if remaining > 0 then fitted := least(fitted, remaining); end if;
+    end if;
+  end loop;
+  return fitted;
 end $$;
 
 -- Each named scope with its limit and usage; a model limit that applies shows under its scope as model_limit, and
 -- its budget windows as windows.
 create function spendgate.scopes_json(p_keys spendgate.counter_key[], p_at timestamptz) returns jsonb
 language plpgsql stable as $$
+declare
+  states record;
 begin
-  return (
-    select coalesce(jsonb_agg(
-             jsonb_build_object('kind', c.kind, 'id', c.id)
-             || spendgate.usage_json(c, spendgate.effective_limit(c.kind, c.id, ''), p_at)
-             || coalesce((select jsonb_build_object('model_limit', jsonb_build_object('model', m.model)
-                                  || spendgate.usage_json(m, spendgate.effective_limit(m.kind, m.id, m.model), p_at))
-                            from spendgate.counters m join unnest(p_keys) mk
-                              on m.kind = mk.kind and m.id = mk.id and m.model = mk.model
-                           where m.kind = c.kind and m.id = c.id and m.model <> '' and m.model not like '@%'
-                           limit 1), '{}')
-             || coalesce((select jsonb_build_object('windows', jsonb_agg(
-                                   spendgate.usage_json(w, spendgate.effective_limit(w.kind, w.id, w.model), p_at)
-                                   order by substr(w.model, 2)::integer))
-                            from spendgate.counters w join unnest(p_keys) wk
-                              on w.kind = wk.kind and w.id = wk.id and w.model = wk.model
-                           where w.kind = c.kind and w.id = c.id and w.model like '@%'
-                          having count(*) > 0), '{}')
-             order by k.ord), '[]')
-      from unnest(p_keys) with ordinality k(kind, id, model, ord)
-      join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model
-     where k.model = '');
+  select s.ctrs, s.lims into states from spendgate.counter_states(p_keys) s;
+  return spendgate.scopes_json(p_keys, states.ctrs, states.lims, p_at);
+end $$;
+
+-- The same, from counters and limits already in hand (in p_keys' order).
+create function spendgate.scopes_json(p_keys spendgate.counter_key[], p_ctrs spendgate.counters[],
+                                      p_lims spendgate.scope_limit[], p_at timestamptz) returns jsonb
+language plpgsql stable as $$
+declare
+  result jsonb := '[]';
+  scope jsonb;
+  windows jsonb;
+  k spendgate.counter_key;
+begin
+  for i in 1 .. coalesce(cardinality(p_keys), 0) loop
+    k := p_keys[i];
+    continue when k.model <> '';
+    scope := jsonb_build_object('kind', k.kind, 'id', k.id) || spendgate.usage_json(p_ctrs[i], p_lims[i], p_at);
+    windows := null;
+    for j in 1 .. cardinality(p_keys) loop
+      continue when p_keys[j].kind <> k.kind or p_keys[j].id <> k.id or p_keys[j].model = '';
+      if p_keys[j].model like '@%' then
+        windows := coalesce(windows, '{}') || jsonb_build_object(substr(p_keys[j].model, 2),
+                                                                 spendgate.usage_json(p_ctrs[j], p_lims[j], p_at));
+      elsif not scope ? 'model_limit' then
+        scope := scope || jsonb_build_object('model_limit', jsonb_build_object('model', p_keys[j].model)
+                                                            || spendgate.usage_json(p_ctrs[j], p_lims[j], p_at));
+      end if;
+    end loop;
+    if windows is not null then
+      -- By window number (the keys sort '@10' before '@2').
+      scope := scope || jsonb_build_object('windows', (select jsonb_agg(w.value order by w.key::integer)
+                                                         from jsonb_each(windows) w));
+    end if;
+    result := result || jsonb_build_array(scope);
+  end loop;
+  return result;
 end $$;
 
 -- Records the budget thresholds these (locked, just changed) counters have reached, once per counter and period:
 -- soft_budget, 80% and 100% of max_budget, measured on spend + reserved so that a burst of long calls raises
 -- them before it has spent.
-create function spendgate.record_thresholds(p_keys spendgate.counter_key[], p_at timestamptz) returns void
+create function spendgate.record_thresholds(p_ctrs spendgate.counters[], p_lims spendgate.scope_limit[],
+                                            p_at timestamptz) returns void
 language plpgsql as $$
 declare
   ctr spendgate.counters;
   l spendgate.scope_limit;
   t record;
 begin
-  for ctr in
-    select c.* from unnest(p_keys) k
-      join spendgate.counters c on c.kind = k.kind and c.id = k.id and c.model = k.model
-  loop
-    l := spendgate.effective_limit(ctr.kind, ctr.id, ctr.model);
-    if l.max_budget is null and l.soft_budget is null then continue; end if;
+  for i in 1 .. coalesce(cardinality(p_ctrs), 0) loop
+    ctr := p_ctrs[i];
+    l := p_lims[i];
+    -- Most calls cross nothing: only then is the events table read.
+    continue when not coalesce(ctr.spend + ctr.reserved >= least(l.soft_budget, l.max_budget * 0.8), false);
     for t in
       select * from (values ('soft_budget', l.soft_budget), ('budget_80', l.max_budget * 0.8),
                             ('budget_100', l.max_budget)) v(type, threshold)
@@ -511,35 +527,59 @@ begin
 end $$;
 
 -- A reservation as callers see it.
-create function spendgate.reservation_json(r spendgate.reservations, p_at timestamptz) returns jsonb
+create function spendgate.reservation_json(r spendgate.reservations, p_at timestamptz,
+                                           p_keys spendgate.counter_key[] default null) returns jsonb
 language plpgsql stable as $$
+declare
+  scopes jsonb := '[]';
+  k spendgate.counter_key;
 begin
-  return (
-    select jsonb_build_object(
-      'id', r.id,
-      'status', case when r.status = 'held' and r.expires_at <= p_at then 'expired' else r.status end,
-      'model', r.model,
-      'reserved_cost', spendgate.money(r.reserved_cost),
-      'reserved_tokens', r.reserved_tokens,
-      'reserved_input_tokens', r.reserved_input_tokens,
-      'reserved_output_tokens', r.reserved_output_tokens,
-      'actual_cost', spendgate.money(r.actual_cost),
-      'actual_tokens', r.actual_tokens,
-      'actual_input_tokens', r.actual_input_tokens,
-      'actual_output_tokens', r.actual_output_tokens,
-      'cost_source', r.cost_source,
-      'usage', r.usage,
-      'estimate', r.estimate,
-      'idempotency_key', r.idempotency_key,
-      'created_at', spendgate.iso(r.created_at),
-      'expires_at', spendgate.iso(r.expires_at),
-      'settled_at', spendgate.iso(r.settled_at),
-      'released_at', spendgate.iso(r.released_at),
-      'expired_at', spendgate.iso(r.expired_at),
-      'scopes', (select coalesce(jsonb_agg(jsonb_build_object('kind', rc.kind, 'id', rc.id)
-                                           order by rc.kind collate "C", rc.id collate "C"), '[]')
-                   from spendgate.reservation_counters rc where rc.reservation_id = r.id and rc.model = ''),
-      'price', spendgate.model_prices(r.model_entry)));
+  -- The scopes it charged, by kind and id: from its keys (sorted) when the caller has them, else from the ledger.
+  foreach k in array coalesce(p_keys, spendgate.reservation_keys(r.id)) loop
+    if k.model = '' then scopes := scopes || jsonb_build_array(jsonb_build_object('kind', k.kind, 'id', k.id)); end if;
+  end loop;
+  return jsonb_build_object(
+    'id', r.id,
+    'status', case when r.status = 'held' and r.expires_at <= p_at then 'expired' else r.status end,
+    'model', r.model,
+    'reserved_cost', spendgate.money(r.reserved_cost),
+    'reserved_tokens', r.reserved_tokens,
+    'reserved_input_tokens', r.reserved_input_tokens,
+    'reserved_output_tokens', r.reserved_output_tokens,
+    'actual_cost', spendgate.money(r.actual_cost),
+    'actual_tokens', r.actual_tokens,
+    'actual_input_tokens', r.actual_input_tokens,
+    'actual_output_tokens', r.actual_output_tokens,
+    'cost_source', r.cost_source,
+    'usage', r.usage,
+    'estimate', r.estimate,
+    'idempotency_key', r.idempotency_key,
+    'created_at', spendgate.iso(r.created_at),
+    'expires_at', spendgate.iso(r.expires_at),
+    'settled_at', spendgate.iso(r.settled_at),
+    'released_at', spendgate.iso(r.released_at),
+    'expired_at', spendgate.iso(r.expired_at),
+    'scopes', scopes,
+    'price', case when r.model_entry is not null then spendgate.model_prices(r.model_entry) end);
+end $$;
+
+-- The counters a reserve charges, in sorted_keys() order: its scopes, and each one's limit parts that apply (its
+-- limit on p_model, the model as the price table knows it, else as named; its budget windows). Each scope's parts
+-- are probed by the primary key's (kind, id) prefix: as one join of the scopes to the limits, the planner read
+-- every limit.
+create function spendgate.reserve_keys(p jsonb, p_model text) returns spendgate.counter_key[]
+language plpgsql stable as $$
+declare
+  keys spendgate.counter_key[];
+  scope spendgate.counter_key;
+begin
+  keys := array(select row(s ->> 'kind', s ->> 'id', '')::spendgate.counter_key from jsonb_array_elements(p -> 'scopes') s);
+  foreach scope in array keys loop
+    keys := keys || array(select row(l.kind, l.id, l.model)::spendgate.counter_key from spendgate.limits l
+                           where l.kind = scope.kind and l.id = scope.id and l.model <> ''
+                             and (l.model = coalesce(p_model, p ->> 'model') or l.model like '@%'));
+  end loop;
+  return case when cardinality(keys) = 1 then keys else spendgate.sorted_keys(keys) end;
 end $$;
 
 -- Reserve: p = {scopes: [{kind, id}], model, request_estimate, caller_estimate, ttl_seconds, idempotency_key,
@@ -561,6 +601,9 @@ declare
   v_tokens spendgate.token_counts;
   v_keys spendgate.counter_key[];
   v_created spendgate.counter_key[];
+  v_ctrs spendgate.counters[];
+  v_lims spendgate.scope_limit[];
+  v_ctr spendgate.counters;
   v_refusal jsonb;
   v_id uuid := gen_random_uuid();
   v_row spendgate.reservations;
@@ -607,33 +650,32 @@ begin
         'path', 'model', 'message', case when v_model is null then 'not in the price table' else 'no price for this request' end))));
   end if;
 
-  v_keys := spendgate.sorted_keys(array(
-    select row(s ->> 'kind', s ->> 'id', '')::spendgate.counter_key from jsonb_array_elements(p -> 'scopes') s
-    union all
-    select row(l.kind, l.id, l.model)::spendgate.counter_key
-      from spendgate.limits l join jsonb_array_elements(p -> 'scopes') s
-        on l.kind = s ->> 'kind' and l.id = s ->> 'id'
-     where l.model = coalesce(v_model, p ->> 'model') or l.model like '@%'));
-  v_created := spendgate.lock_counters(v_keys, p_at);
+  v_keys := spendgate.reserve_keys(p, v_model);
+  select l.created, l.ctrs into v_created, v_ctrs from spendgate.lock_counters(v_keys, p_at) l;
+  v_lims := spendgate.limits_of(v_keys);
   -- Never before a rate window already counted on these counters (a time injected before the lock wait, see
   -- clock()): the hold then counts in the window its reservation records, which is what the audit checks.
-  v_at := greatest(spendgate.clock(p_at),
-                   (select max(c.window_start) from spendgate.counters c join unnest(v_keys) k
-                       on c.kind = k.kind and c.id = k.id and c.model = k.model));
+  v_at := spendgate.clock(p_at);
+  foreach v_ctr in array v_ctrs loop
+    v_at := greatest(v_at, v_ctr.window_start);
+  end loop;
 
-  v_hold := spendgate.token_hold(v_est, v_keys, p ->> 'tpm_count');
+  v_hold := spendgate.token_hold(v_est, v_lims, p ->> 'tpm_count');
   v_tokens := spendgate.hold_tokens(v_hold);
-  v_cost := spendgate.fitted_cost(v_keys, (v_est ->> 'cost')::numeric, v_at);
-  v_refusal := spendgate.first_refusal(v_keys, v_cost, v_tokens, v_at);
+  v_cost := spendgate.fitted_cost(v_ctrs, v_lims, (v_est ->> 'cost')::numeric, v_at);
+  v_refusal := spendgate.first_refusal(v_ctrs, v_lims, v_cost, v_tokens, v_at);
   if v_refusal is not null and spendgate.expire_stale(v_keys, v_at) > 0 then
-    v_cost := spendgate.fitted_cost(v_keys, (v_est ->> 'cost')::numeric, v_at);
-    v_refusal := spendgate.first_refusal(v_keys, v_cost, v_tokens, v_at);
+    select s.ctrs, s.lims into v_ctrs, v_lims from spendgate.counter_states(v_keys) s;
+    v_cost := spendgate.fitted_cost(v_ctrs, v_lims, (v_est ->> 'cost')::numeric, v_at);
+    v_refusal := spendgate.first_refusal(v_ctrs, v_lims, v_cost, v_tokens, v_at);
   end if;
   if v_refusal is not null then
-    v_refusal := v_refusal || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_at));
+    v_refusal := v_refusal || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_ctrs, v_lims, v_at));
     -- A refused reserve changes no counter: not even the counters of scopes it named for the first time.
-    delete from spendgate.counters c using unnest(v_created) k
-     where c.kind = k.kind and c.id = k.id and c.model = k.model;
+    if cardinality(v_created) > 0 then
+      delete from spendgate.counters c using unnest(v_created) k
+       where c.kind = k.kind and c.id = k.id and c.model = k.model;
+    end if;
     perform spendgate.record_refusal(p, v_refusal, v_at);
     return v_refusal;
   end if;
@@ -657,19 +699,12 @@ begin
   returning * into v_row;
   insert into spendgate.reservation_counters (reservation_id, kind, id, model)
   select v_id, k.kind, k.id, k.model from unnest(v_keys) k;
-  update spendgate.counters c
-     set (period_start, spend, reserved, in_flight, window_start, requests_cur, requests_prev, tokens_cur, tokens_prev,
-          itokens_cur, itokens_prev, otokens_cur, otokens_prev) =
-         (select n.period_start, n.spend, n.reserved, n.in_flight, n.window_start, n.requests_cur, n.requests_prev,
-                 n.tokens_cur, n.tokens_prev, n.itokens_cur, n.itokens_prev, n.otokens_cur, n.otokens_prev
-            from spendgate.changed(c, v_at, d_reserved => v_cost, d_in_flight => 1, d_requests => 1,
-                                   d_tokens => v_tokens) n)
-    from unnest(v_keys) k
-   where c.kind = k.kind and c.id = k.id and c.model = k.model;
-  perform spendgate.record_thresholds(v_keys, v_at);
+  v_ctrs := spendgate.charge_states(v_ctrs, v_lims, v_at, d_reserved => v_cost, d_in_flight => 1, d_requests => 1,
+                                    d_tokens => v_tokens);
+  perform spendgate.record_thresholds(v_ctrs, v_lims, v_at);
 
-  return spendgate.reservation_json(v_row, v_at)
-         || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_at));
+  return spendgate.reservation_json(v_row, v_at, v_keys)
+         || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_ctrs, v_lims, v_at));
 end $$;
 
 -- Peek: what reserve would answer for p, with nothing written. The reserve runs whole inside a subtransaction
@@ -737,11 +772,15 @@ declare
   v_output bigint;
   v_tokens spendgate.token_counts;
   v_late boolean;
+  v_keys spendgate.counter_key[];
+  v_states record;
 begin
-  r := spendgate.lock_reservation(p_id);
-  if r.id is null then
+  select * into r from spendgate.reservations where id = p_id for update;
+  if not found then
     return spendgate.error('not_found', format('No reservation %s.', p_id));
   end if;
+  v_keys := spendgate.reservation_keys(r.id);
+  perform spendgate.lock_counters(v_keys, null);
   v_at := spendgate.clock(p_at);
   r := spendgate.expired_if_due(r, v_at);
   if r.status = 'settled' then
@@ -750,7 +789,7 @@ begin
         format('Reservation %s was already settled with a different body (actual_cost %s); a settle is charged once.',
                r.id, spendgate.money(r.actual_cost)), jsonb_build_object('status', r.status));
     end if;
-    return spendgate.settle_json(r, v_at) || jsonb_build_object('replayed', true);
+    return spendgate.settle_json(r, v_at, v_keys) || jsonb_build_object('replayed', true);
   end if;
   if r.status = 'released' then
     return spendgate.error('conflict',
@@ -786,25 +825,25 @@ begin
          usage = p -> 'usage', cost_source = v_source, settle_hash = p ->> 'settle_hash'
    where id = r.id returning * into r;
   if v_late then
-    perform spendgate.charge_counters(r, v_at, v_cost, 0, 0, v_tokens);
+    v_states := spendgate.charge_counters(r, v_at, v_cost, 0, 0, v_tokens, v_keys);
   else
-    perform spendgate.charge_counters(r, v_at, v_cost, -r.reserved_cost, -1,
+    v_states := spendgate.charge_counters(r, v_at, v_cost, -r.reserved_cost, -1,
       row(v_tokens.tokens - r.reserved_tokens, v_input - r.reserved_input_tokens,
-          v_output - r.reserved_output_tokens)::spendgate.token_counts);
+          v_output - r.reserved_output_tokens)::spendgate.token_counts, v_keys);
   end if;
-  perform spendgate.record_thresholds(spendgate.reservation_keys(r.id), v_at);
-  return spendgate.settle_json(r, v_at);
+  perform spendgate.record_thresholds(v_states.ctrs, v_states.lims, v_at);
+  return spendgate.settle_json(r, v_at, v_keys);
 end $$;
 
-create function spendgate.settle_json(r spendgate.reservations, p_at timestamptz) returns jsonb
+create function spendgate.settle_json(r spendgate.reservations, p_at timestamptz,
+                                      p_keys spendgate.counter_key[] default null) returns jsonb
 language plpgsql stable as $$
 begin
-  return (
-    select spendgate.reservation_json(r, p_at) || jsonb_build_object(
-      'late', r.expired_at is not null,
-      -- What this settle gave back: the unused part of a live hold; nothing for a late settle.
-      'released_cost', spendgate.money(case when r.expired_at is not null then 0
-                                            else greatest(r.reserved_cost - r.actual_cost, 0) end)));
+  return spendgate.reservation_json(r, p_at, p_keys) || jsonb_build_object(
+    'late', r.expired_at is not null,
+    -- What this settle gave back: the unused part of a live hold; nothing for a late settle.
+    'released_cost', spendgate.money(case when r.expired_at is not null then 0
+                                          else greatest(r.reserved_cost - r.actual_cost, 0) end));
 end $$;
 
 -- Release: the call failed or was cancelled. Idempotent; an expired hold is already back, so that is fine too.
@@ -890,4 +929,69 @@ begin
     perform spendgate.expire_hold(r, v_at);
   end loop;
   return cardinality(v_ids);
+end $$;
+
+-- Group commit: several reserves, or several settles, in one transaction and one round trip, each applied exactly
+-- as its own call would be (answers in the items' order). A server that has many calls waiting sends them so: the
+-- commit, the round trip and a hot counter's row lock are then paid once per batch rather than once per call.
+--
+-- Every lock a batch's calls will take is taken first, in the global order: the idempotency keys' advisory locks
+-- (by hash), then for settles the reservation rows (by id), then every counter (sorted_keys()). A lock a call takes
+-- after that is one the batch already holds, so two batches, or a batch and a single call, never wait on each other
+-- in a cycle. Those first locks are waited for 0.5 s at most, not a call's 5 s: a batch must not keep its calls
+-- waiting long behind one row that another transaction holds. Nothing here catches an error: when a lock is not
+-- had in time or one call fails, the whole batch rolls back, and the server runs its calls again one by one, each
+-- in a transaction of its own.
+
+-- p_items: a JSON array of reserve payloads (see reserve).
+create function spendgate.reserve_batch(p_items jsonb, p_at timestamptz default null) returns setof jsonb
+language plpgsql set lock_timeout = '5s' as $$
+declare
+  h bigint;
+  p jsonb;
+  keys spendgate.counter_key[] := '{}';
+  created spendgate.counter_key[];
+begin
+  perform set_config('lock_timeout', '500ms', true);
+  for h in
+    select distinct hashtextextended('spendgate.idempotency:' || (i ->> 'idempotency_key'), 0)
+      from jsonb_array_elements(p_items) i where i ->> 'idempotency_key' is not null order by 1
+  loop
+    perform pg_advisory_xact_lock(h);
+  end loop;
+  for p in select i from jsonb_array_elements(p_items) i loop
+    keys := keys || spendgate.reserve_keys(p, (select m.name from spendgate.find_model(p ->> 'model') m
+                                                 where p ->> 'model' is not null));
+  end loop;
+  created := (spendgate.lock_counters(spendgate.sorted_keys(keys), p_at)).created;
+  perform set_config('lock_timeout', '5s', true);
+  for p in select i from jsonb_array_elements(p_items) i loop
+    return next spendgate.reserve(p, p_at);
+  end loop;
+  -- The counters this batch made that no call charged (each was refused): a refused reserve changes no counter.
+  if cardinality(created) > 0 then
+    delete from spendgate.counters c using unnest(created) k
+     where c.kind = k.kind and c.id = k.id and c.model = k.model
+       and not exists (select from spendgate.reservation_counters rc
+                        where rc.kind = c.kind and rc.id = c.id and rc.model = c.model);
+  end if;
+end $$;
+
+-- p_items: a JSON array of {id, body}, body a settle payload (see settle).
+create function spendgate.settle_batch(p_items jsonb, p_at timestamptz default null) returns setof jsonb
+language plpgsql set lock_timeout = '5s' as $$
+declare
+  ids uuid[];
+  item jsonb;
+begin
+  perform set_config('lock_timeout', '500ms', true);
+  ids := array(select distinct (i ->> 'id')::uuid from jsonb_array_elements(p_items) i order by 1);
+  perform from spendgate.reservations where id = any (ids) order by id for update;
+  perform spendgate.lock_counters(spendgate.sorted_keys(array(
+    select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
+      from spendgate.reservation_counters rc where rc.reservation_id = any (ids))), null);
+  perform set_config('lock_timeout', '5s', true);
+  for item in select i from jsonb_array_elements(p_items) i loop
+    return next spendgate.settle((item ->> 'id')::uuid, item -> 'body', p_at);
+  end loop;
 end $$;

@@ -20,14 +20,8 @@ begin
      where h.status = 'held' and h.expires_at <= p_at
        and rc.kind = c.kind and rc.id = c.id and rc.model = c.model
   loop
-    c.reserved := c.reserved - r.reserved_cost;
-    c.in_flight := c.in_flight - 1;
-    select cur, prev into c.tokens_cur, c.tokens_prev
-      from spendgate.window_add(c.tokens_cur, c.tokens_prev, -r.reserved_tokens, c.window_start, r.window_start);
-    select cur, prev into c.itokens_cur, c.itokens_prev
-      from spendgate.window_add(c.itokens_cur, c.itokens_prev, -r.reserved_input_tokens, c.window_start, r.window_start);
-    select cur, prev into c.otokens_cur, c.otokens_prev
-      from spendgate.window_add(c.otokens_cur, c.otokens_prev, -r.reserved_output_tokens, c.window_start, r.window_start);
+    c := spendgate.charged(c, l, p_at, d_reserved => -r.reserved_cost, d_in_flight => -1,
+                           d_tokens => spendgate.held_tokens_back(r), p_token_window => r.window_start);
   end loop;
   return c;
 end $$;
