@@ -59,7 +59,7 @@ export function createApp(deps: AppDeps): App {
   const metrics = deps.metrics ?? createMetrics();
   const clock = deps.clock ?? databaseClock;
   const db = countDatabaseErrors(deps.db, metrics);
-  const ledger = createLedger(db, clock);
+  const ledger = createLedger(db, clock, deps.config.groupCommit);
   // Called through a wrapper: some runtimes refuse a fetch detached from globalThis.
   const webhookFetch = deps.fetch ?? ((input: string, init: RequestInit) => fetch(input, init));
   const deliverEvents = () => deliverDueEvents(db, webhookFetch, deps.config, clock);

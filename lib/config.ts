@@ -1,4 +1,5 @@
 import { parseDecimal } from './decimal.ts';
+import type { GroupCommitOptions } from './group-commit.ts';
 import { readWebhookSettings, type WebhookSettings } from './webhook-settings.ts';
 
 export type Role = 'admin' | 'service' | 'cron';
@@ -24,6 +25,9 @@ export interface Config {
   importBodyLimit: number;
   /** Where budget events are delivered (SPENDGATE_WEBHOOK_URL), signed with SPENDGATE_WEBHOOK_SECRET; null: not. */
   webhook: WebhookSettings | null;
+  /** How reserves and settles that arrive together share transactions (SPENDGATE_BATCH_MAX,
+   * SPENDGATE_BATCH_CONCURRENCY); see lib/group-commit.ts. */
+  groupCommit: GroupCommitOptions;
 }
 
 export const tpmCounts = ['total', 'input', 'output'] as const;
@@ -92,6 +96,18 @@ export function loadConfig(env: Env, options: { allowGeneratedTokens: boolean })
   }
   const webhook = readWebhookSettings(env);
   problems.push(...webhook.problems);
+  const wholeNumber = (name: string, fallback: number, most: number): number => {
+    const setting = env[name]?.trim();
+    if (!setting) return fallback;
+    const value = /^\d{1,4}$/.test(setting) ? Number(setting) : NaN;
+    if (value >= 1 && value <= most) return value;
+    problems.push(`${name} must be a whole number from 1 to ${most}, not "${setting}".`);
+    return fallback;
+  };
+  const groupCommit = {
+    maxBatch: wholeNumber('SPENDGATE_BATCH_MAX', 32, 1000),
+    maxInFlight: wholeNumber('SPENDGATE_BATCH_CONCURRENCY', 4, 1000),
+  };
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
   return {
     tokens: { admin, service, cron },
@@ -104,6 +120,7 @@ export function loadConfig(env: Env, options: { allowGeneratedTokens: boolean })
     reserveBodyLimit: 32 * 1024 * 1024,
     importBodyLimit: 16 * 1024 * 1024,
     webhook: webhook.settings,
+    groupCommit,
   };
 }
 

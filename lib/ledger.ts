@@ -2,6 +2,7 @@ import type { Clock } from './clock.ts';
 import type { TpmCount } from './config.ts';
 import type { Queryable } from './db.ts';
 import { ApiError, isErrorType } from './errors.ts';
+import { groupCommit, type GroupCommitOptions } from './group-commit.ts';
 import type { NormalizedUsage } from './provider-usage.ts';
 import type { RequestEstimate } from './request-estimate.ts';
 import type { ScopeRef } from './schemas.ts';
@@ -47,24 +48,42 @@ function orThrow(result: Json): Json {
   return result;
 }
 
+/** Every call on its own, at once: what a caller that has not configured group commit gets. */
+const oneByOne: GroupCommitOptions = { maxBatch: 1, maxInFlight: Infinity };
+
 /** The ledger's SQL functions, one statement each. JSON goes in as text (`$1::text::jsonb`) so that no driver
- * encodes it a second time. */
-export function createLedger(db: Queryable, clock: Clock) {
+ * encodes it a second time. Reserves and settles that arrive together go as batches (group commit). */
+export function createLedger(db: Queryable, clock: Clock, grouping: GroupCommitOptions = oneByOne) {
   const at = () => clock.now()?.toISOString() ?? null;
   const call = async (text: string, params: unknown[]): Promise<Json> => {
     const [row] = await db.query<{ result: Json }>(text, params);
     if (!row) throw new Error(`no result from ${text}`);
     return row.result;
   };
+  const callBatch = async (text: string, items: unknown[]): Promise<Json[]> => {
+    const rows = await db.query<{ result: Json }>(text, [JSON.stringify(items), at()]);
+    if (rows.length !== items.length) throw new Error(`${rows.length} results for ${items.length} calls from ${text}`);
+    return rows.map((row) => row.result);
+  };
+  const reserve = groupCommit(
+    (payload: ReservePayload) =>
+      call('select spendgate.reserve($1::text::jsonb, $2::timestamptz) as result', [JSON.stringify(payload), at()]),
+    (payloads) => callBatch('select result from spendgate.reserve_batch($1::text::jsonb, $2::timestamptz) as result', payloads),
+    grouping,
+  );
+  const settle = groupCommit(
+    ({ id, body }: { id: string; body: SettlePayload }) =>
+      call('select spendgate.settle($1::uuid, $2::text::jsonb, $3::timestamptz) as result', [id, JSON.stringify(body), at()]),
+    (items) => callBatch('select result from spendgate.settle_batch($1::text::jsonb, $2::timestamptz) as result', items),
+    grouping,
+  );
   return {
     /** Answers refusals as results (not thrown): the caller needs their scopes for the rate-limit headers. */
-    reserve: (payload: ReservePayload) =>
-      call('select spendgate.reserve($1::text::jsonb, $2::timestamptz) as result', [JSON.stringify(payload), at()]),
+    reserve,
     /** What reserve would answer, with nothing written. */
     checkReserve: (payload: ReservePayload) =>
       call('select spendgate.check_reserve($1::text::jsonb, $2::timestamptz) as result', [JSON.stringify(payload), at()]),
-    settle: async (id: string, payload: SettlePayload) =>
-      orThrow(await call('select spendgate.settle($1::uuid, $2::text::jsonb, $3::timestamptz) as result', [id, JSON.stringify(payload), at()])),
+    settle: async (id: string, payload: SettlePayload) => orThrow(await settle({ id, body: payload })),
     release: async (id: string) =>
       orThrow(await call('select spendgate.release($1::uuid, $2::timestamptz) as result', [id, at()])),
     extend: async (id: string, ttlSeconds: number) =>

@@ -1,0 +1,73 @@
+import { DatabaseUnavailable } from './db.ts';
+
+export interface GroupCommitOptions {
+  /** Calls in one batch at most. 1 sends every call on its own. */
+  maxBatch: number;
+  /** Batches in flight at once. A call that arrives while all are busy waits for the next batch. */
+  maxInFlight: number;
+}
+
+/** A batch in flight longer than this stops holding its slot: a batch stuck behind a lock (a stuck transaction
+ * on a hot scope) must not hold back calls on other scopes. Far above a batch's usual few milliseconds. */
+const stalledAfterMs = 250;
+
+/**
+ * Group commit: calls made while earlier ones are in flight wait and go together, as one batch, in one
+ * transaction. A call that finds a batch slot free goes at once, alone, so a quiet server adds no latency; under
+ * load, batches grow to what arrived during the last round trip. `runOne` is the call's own statement, `runBatch`
+ * the batch's (answers in the items' order).
+ *
+ * A batch is all or nothing. When it is rolled back, whether by an error in one call or by a lock it could not get
+ * in time, its calls run again one by one, so that each gets its own answer or error. When the database could not
+ * be reached, or the connection was lost after the batch was sent (it may have committed), every call gets that
+ * error, as a single call would have.
+ */
+export function groupCommit<Item, Answer>(
+  runOne: (item: Item) => Promise<Answer>,
+  runBatch: (items: Item[]) => Promise<Answer[]>,
+  options: GroupCommitOptions,
+): (item: Item) => Promise<Answer> {
+  interface Waiting {
+    item: Item;
+    resolve: (answer: Answer) => void;
+    reject: (error: unknown) => void;
+  }
+  const queue: Waiting[] = [];
+  let slotsTaken = 0;
+
+  const runAlone = (call: Waiting) => runOne(call.item).then(call.resolve, call.reject);
+  const answerBatch = (calls: Waiting[]) =>
+    runBatch(calls.map((call) => call.item)).then(
+      (answers) => calls.forEach((call, i) => call.resolve(answers[i]!)),
+      (error: unknown) => {
+        const rolledBack = !(error instanceof DatabaseUnavailable) || !(error.outcomeUnknown || error.unreachable);
+        if (rolledBack) return Promise.all(calls.map(runAlone));
+        calls.forEach((call) => call.reject(error));
+      },
+    );
+
+  const dispatch = () => {
+    while (slotsTaken < options.maxInFlight && queue.length > 0) {
+      const calls = queue.splice(0, options.maxBatch);
+      slotsTaken += 1;
+      let holdsSlot = true;
+      const freeSlot = () => {
+        if (!holdsSlot) return;
+        holdsSlot = false;
+        slotsTaken -= 1;
+        dispatch();
+      };
+      const stalled = setTimeout(freeSlot, stalledAfterMs);
+      void (calls.length === 1 ? runAlone(calls[0]!) : answerBatch(calls)).finally(() => {
+        clearTimeout(stalled);
+        freeSlot();
+      });
+    }
+  };
+
+  return (item) =>
+    new Promise<Answer>((resolve, reject) => {
+      queue.push({ item, resolve, reject });
+      dispatch();
+    });
+}
