@@ -13,6 +13,7 @@ import type { Config } from './config.ts';
 import { DatabaseUnavailable, type Queryable } from './db.ts';
 import { ApiError, errorResponse, type FieldIssue } from './errors.ts';
 import { exactJsonNumbers } from './exact-json.ts';
+import { keepJsonAnswers } from './json-answer.ts';
 import { jsonDepthLimit } from './json-depth.ts';
 import { createLedger } from './ledger.ts';
 import { countDatabaseErrors, createMetrics, type Metrics, recordMetrics } from './metrics.ts';
@@ -71,7 +72,7 @@ export function createApp(deps: AppDeps): App {
     },
   });
 
-  app.use('*', requestId(), requestLog(deps.logRequest ?? ((line) => console.log(line))), recordMetrics(metrics), secureHeaders());
+  app.use('*', keepJsonAnswers, requestId(), requestLog(deps.logRequest ?? ((line) => console.log(line))), recordMetrics(metrics), secureHeaders());
   app.use('*', async (c, next) => {
     c.set('ledger', ledger);
     c.set('config', deps.config);

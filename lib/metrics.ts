@@ -9,6 +9,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 import { DatabaseUnavailable, type Queryable } from './db.ts';
+import { jsonAnswer } from './json-answer.ts';
 import { createRegistry, type Registry } from './prometheus.ts';
 
 // Seconds; a reserve or settle is one SQL function call, usually a few milliseconds.
@@ -51,7 +52,7 @@ export function recordMetrics(metrics: Metrics): MiddlewareHandler {
       metrics.settleSeconds.observe(seconds);
       await countSettle(c, metrics);
     } else if (route === '/v1/sweep' && status === 200) {
-      const body = await answer(c);
+      const body = await jsonAnswer(c);
       metrics.sweeps.inc();
       if (typeof body.expired === 'number') metrics.sweptHolds.inc({}, body.expired);
     }
@@ -68,7 +69,7 @@ async function reserveOutcome(c: Context): Promise<Record<string, string>> {
   const status = c.res.status;
   if (status === 201) return { outcome: 'held' };
   if (status === 200) return { outcome: 'replayed' };
-  if (status === 429) return { outcome: 'refused', reason: errorType(await answer(c)) };
+  if (status === 429) return { outcome: 'refused', reason: errorType(await jsonAnswer(c)) };
   if (status === 400) return { outcome: 'invalid' };
   return { outcome: 'error' };
 }
@@ -83,18 +84,9 @@ async function countSettle(c: Context, metrics: Metrics): Promise<void> {
     metrics.settles.inc({ outcome: 'replayed' }); // charged once, by the first settle
     return;
   }
-  const body = await answer(c);
+  const body = await jsonAnswer(c);
   metrics.settles.inc({ outcome: body.late === true ? 'late' : 'settled' });
   if (typeof body.actual_cost === 'string') metrics.settledCost.inc({}, Number(body.actual_cost));
-}
-
-async function answer(c: Context): Promise<Record<string, unknown>> {
-  try {
-    const body: unknown = await c.res.clone().json();
-    return typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
 }
 
 function errorType(body: Record<string, unknown>): string {

@@ -7,6 +7,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 import type { AppEnv } from './app-env.ts';
+import { jsonAnswer } from './json-answer.ts';
 
 /** Where the lines go; the default is the console (stdout on Node and Deno, the platform's log at the edge). */
 export type RequestLogSink = (line: string) => void;
@@ -34,10 +35,6 @@ export function requestLog(sink: RequestLogSink): MiddlewareHandler<AppEnv> {
 }
 
 async function errorType(c: Context): Promise<string | null> {
-  try {
-    const body = (await c.res.clone().json()) as { error?: { type?: unknown } };
-    return typeof body.error?.type === 'string' ? body.error.type : null;
-  } catch {
-    return null;
-  }
+  const error = (await jsonAnswer(c)).error;
+  return typeof error === 'object' && error !== null && 'type' in error && typeof error.type === 'string' ? error.type : null;
 }

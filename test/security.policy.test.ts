@@ -1,21 +1,23 @@
 // Who may call what, for every route the app serves: the routes are read from the app itself (its OpenAPI
-// document and its router), so a route added without a line in the policy below fails here. Tokens are compared by
-// Hono's constant-time comparison, against every configured token; and no token reaches a log.
+// document and its router), so a route added without a line in the policy below fails here. Tokens are compared as
+// SHA-256 digests in constant time, against every configured token; and no token reaches a log.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createApp } from '../lib/app.ts';
 import { loadConfig } from '../lib/config.ts';
+import { sha256Hex } from '../lib/hash.ts';
 import type { Queryable } from '../lib/db.ts';
 import { startHarness, type Harness, tokens, uniqueId } from './support/harness.ts';
 
-// Counts every token comparison, passing each through to Hono's own constant-time comparison.
+// Counts every token comparison (of digests, as hex), passing each through to the constant-time comparison.
 const compared = vi.hoisted(() => ({ calls: [] as Array<[string, string]> }));
-vi.mock('hono/utils/buffer', async (importOriginal) => {
-  const original = await importOriginal<typeof import('hono/utils/buffer')>();
+vi.mock('../lib/constant-time.ts', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../lib/constant-time.ts')>();
+  const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
   return {
     ...original,
-    timingSafeEqual: async (a: string, b: string, hash?: (input: string) => Promise<string | null>) => {
-      compared.calls.push([a, b]);
-      return original.timingSafeEqual(a, b, hash);
+    equalInConstantTime: (a: Uint8Array, b: Uint8Array) => {
+      compared.calls.push([hex(a), hex(b)]);
+      return original.equalInConstantTime(a, b);
     },
   };
 });
@@ -116,7 +118,7 @@ describe('tokens', () => {
     { allowGeneratedTokens: false },
   );
 
-  it("are compared by Hono's constant-time comparison, with every configured token whichever matches", async () => {
+  it('are compared as digests in constant time, with every configured token whichever matches', async () => {
     const db: Queryable = { query: async () => [{ result: { ok: true, scopes_checked: 0, mismatches: [] } }] as never[] };
     const app = createApp({ db, config });
     for (const [sent, status] of [
@@ -130,7 +132,8 @@ describe('tokens', () => {
       const res = await app.request('/v1/audit', { headers: { authorization: `Bearer ${sent}` } });
       expect(res.status, sent).toBe(status);
       // The same three comparisons whatever was sent: the time taken does not tell which token matched, if any.
-      expect(compared.calls).toEqual([[sent, tokens.admin], [sent, tokens.service], [sent, tokens.cron]]);
+      const [digest, admin, service, cron] = await Promise.all([sent, tokens.admin, tokens.service, tokens.cron].map(sha256Hex));
+      expect(compared.calls).toEqual([[digest, admin], [digest, service], [digest, cron]]);
     }
   });
 
