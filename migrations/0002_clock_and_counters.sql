@@ -109,9 +109,15 @@ $$;
 -- the counter's own period_start, which after a change of layout may lie off the new boundaries (a rolling day
 -- begun at 10:00, switched to calendar days, rolls at midnight, not at 10:00).
 create function spendgate.next_reset(p_duration text, p_align text, p_anchor timestamptz, p_at timestamptz)
-returns timestamptz language sql stable as $$
-  select spendgate.period_end(p_duration, p_align, p_anchor, spendgate.period_start(p_duration, p_align, p_anchor, p_at))
-$$;
+returns timestamptz language plpgsql stable as $$
+declare
+  -- A variable, not period_end(..., period_start(...)): period_end reads its start three times, and Postgres
+  -- inlines a SQL function only when each argument it repeats is cheap. Not inlined, it was parsed and planned
+  -- again in every transaction that showed a scope (a tenth of a reserve's CPU).
+  started timestamptz := spendgate.period_start(p_duration, p_align, p_anchor, p_at);
+begin
+  return spendgate.period_end(p_duration, p_align, p_anchor, started);
+end $$;
 
 -- Rate windows: fixed windows of spendgate.settings.rate_window_seconds (60 unless configured), aligned to the
 -- epoch, read with the two-window weighted approximation (used = prev × unexpired share of the window + cur), which
