@@ -163,7 +163,7 @@ function printReport(machine: Machine, rows: ClosedLoopRow[], halfPeak: HalfPeak
   console.log('## Open loop at half the peak HTTP rate\n');
   console.log(halfPeakTable(halfPeak) + '\n');
   console.log('## Sweeper\n');
-  console.log((sweep ? sweepLines(sweep) : `not run (seeding ${SWEEP_HOLDS.toLocaleString('en-US')} holds takes over a minute on 2 cores); pass --sweep`) + '\n');
+  console.log((sweep ? sweepLines(sweep) : `not run (seeding ${SWEEP_HOLDS.toLocaleString('en-US')} holds takes about 20 s on 2 cores); pass --sweep`) + '\n');
   console.log(`## Audit after the load\n\n${audit.ok ? 'ok' : 'NOT OK'}: ${audit.summary}\n`);
   console.log('## Targets\n');
   console.log(targetLines(targetList));
