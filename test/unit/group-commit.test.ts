@@ -68,8 +68,11 @@ describe('groupCommit', () => {
     expect(await Promise.all(answers)).toEqual([10, 20, 30, 40]);
   });
 
-  it('runs the calls of a batch that an error in one rolled back again one by one, each with its own outcome', async () => {
-    const db = fakeDatabase(() => new Error('invalid input syntax for type integer'));
+  it.each([
+    ['an error in one of its calls', new Error('invalid input syntax for type integer')],
+    ['a lock it could not get in time', new DatabaseUnavailable('database busy (55P03)')],
+  ])('runs the calls of a batch rolled back by %s again one by one, each with its own outcome', async (_, error) => {
+    const db = fakeDatabase(() => error);
     const call = groupCommit(db.runOne, db.runBatch, { maxBatch: 10, maxInFlight: 1 });
     const answers = [1, 2, 3].map((n) => call(n));
     await flush();
@@ -84,46 +87,19 @@ describe('groupCommit', () => {
     expect(await Promise.all(answers)).toEqual([10, 20, 30]);
   });
 
-  it('gives every call of a batch the database failure, unretried: the outcome may be unknown', async () => {
-    const lost = new DatabaseUnavailable('database connection lost (ECONNRESET)', { outcomeUnknown: true });
-    const db = fakeDatabase(() => lost);
+  it.each([
+    ['lost the connection after it was sent (it may have committed)', new DatabaseUnavailable('database connection lost (ECONNRESET)', { outcomeUnknown: true })],
+    ['could not reach the database', new DatabaseUnavailable('database unreachable (ECONNREFUSED)', { unreachable: true })],
+  ])('gives every call of a batch that %s that failure, unretried', async (_, failure) => {
+    const db = fakeDatabase(() => failure);
     const call = groupCommit(db.runOne, db.runBatch, { maxBatch: 10, maxInFlight: 1 });
     const answers = [1, 2, 3].map((n) => call(n).catch((error: unknown) => error));
     await flush();
     db.finishOne();
     await flush();
     db.finishOne();
-    expect(await Promise.all(answers)).toEqual([10, lost, lost]);
+    expect(await Promise.all(answers)).toEqual([10, failure, failure]);
     expect(db.sent).toEqual([[1], [2, 3]]);
-  });
-
-  it('runs the calls of a batch rolled back by a lock it could not get in time again one by one', async () => {
-    const busy = new DatabaseUnavailable('database busy (55P03)');
-    let batches = 0;
-    const db = fakeDatabase(() => (++batches === 1 ? busy : null));
-    const call = groupCommit(db.runOne, db.runBatch, { maxBatch: 10, maxInFlight: 1 });
-    const answers = [1, 2, 3].map((n) => call(n));
-    await flush();
-    db.finishOne();
-    await flush();
-    db.finishOne();
-    await flush();
-    expect(db.sent).toEqual([[1], [2, 3], [2], [3]]);
-    db.finishOne();
-    db.finishOne();
-    expect(await Promise.all(answers)).toEqual([10, 20, 30]);
-  });
-
-  it('gives every call of a batch that could not reach the database that failure, unretried', async () => {
-    const down = new DatabaseUnavailable('database unreachable (ECONNREFUSED)', { unreachable: true });
-    const db = fakeDatabase(() => down);
-    const call = groupCommit(db.runOne, db.runBatch, { maxBatch: 10, maxInFlight: 1 });
-    const answers = [1, 2, 3].map((n) => call(n).catch((error: unknown) => error));
-    await flush();
-    db.finishOne();
-    await flush();
-    db.finishOne();
-    expect(await Promise.all(answers)).toEqual([10, down, down]);
   });
 
   it('a batch stuck behind a lock gives up its slot after a while, so that calls on other scopes go on', async () => {
