@@ -67,3 +67,9 @@ export function classifyDatabaseError(error: unknown): unknown {
   }
   return error;
 }
+
+/** Whether the error is the server's answer to a statement (it carries a SQLSTATE): the statement failed, and a
+ * statement sent alone, in a transaction of its own, was rolled back. */
+export function hasSqlState(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' && /^[0-9A-Z]{5}$/.test(error.code);
+}

@@ -1,4 +1,4 @@
-import { DatabaseUnavailable } from './db.ts';
+import { DatabaseUnavailable, hasSqlState } from './db.ts';
 
 export interface GroupCommitOptions {
   /** Calls in one batch at most. 1 sends every call on its own. */
@@ -17,10 +17,10 @@ const stalledAfterMs = 250;
  * load, batches grow to what arrived during the last round trip. `runOne` is the call's own statement, `runBatch`
  * the batch's (answers in the items' order).
  *
- * A batch is all or nothing. When it is rolled back, whether by an error in one call or by a lock it could not get
- * in time, its calls run again one by one, so that each gets its own answer or error. When the database could not
- * be reached, or the connection was lost after the batch was sent (it may have committed), every call gets that
- * error, as a single call would have.
+ * A batch is all or nothing. When the database refused it (an error in one call, a lock not had in time: it was
+ * rolled back), its calls run again one by one, so that each gets its own answer or error. Any other failure
+ * (unreachable, the connection lost after the batch was sent, an error after the database answered) may come after
+ * a commit, so every call gets that error, as a single call would have, and none is sent again.
  */
 export function groupCommit<Item, Answer>(
   runOne: (item: Item) => Promise<Answer>,
@@ -40,8 +40,7 @@ export function groupCommit<Item, Answer>(
     runBatch(calls.map((call) => call.item)).then(
       (answers) => calls.forEach((call, i) => call.resolve(answers[i]!)),
       (error: unknown) => {
-        const rolledBack = !(error instanceof DatabaseUnavailable) || !(error.outcomeUnknown || error.unreachable);
-        if (rolledBack) return Promise.all(calls.map(runAlone));
+        if (rolledBack(error)) return Promise.all(calls.map(runAlone));
         calls.forEach((call) => call.reject(error));
       },
     );
@@ -70,4 +69,9 @@ export function groupCommit<Item, Answer>(
       queue.push({ item, resolve, reject });
       dispatch();
     });
+}
+
+function rolledBack(error: unknown): boolean {
+  if (error instanceof DatabaseUnavailable) return !error.outcomeUnknown && !error.unreachable;
+  return hasSqlState(error);
 }

@@ -1,5 +1,5 @@
 import { Pool, type PoolClient } from '@neondatabase/serverless';
-import { classifyDatabaseError, type Database, DatabaseUnavailable, type MigrationSession } from '../db.ts';
+import { classifyDatabaseError, type Database, DatabaseUnavailable, hasSqlState, type MigrationSession } from '../db.ts';
 
 export interface NeonOptions {
   /** Connections in the pool. At the edge a pool lives for one request, which makes one call: 1 is plenty. */
@@ -79,6 +79,3 @@ interface Connection {
   broken: boolean;
 }
 
-function hasSqlState(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' && /^[0-9A-Z]{5}$/.test(error.code);
-}

@@ -69,7 +69,7 @@ describe('groupCommit', () => {
   });
 
   it.each([
-    ['an error in one of its calls', new Error('invalid input syntax for type integer')],
+    ['an error in one of its calls', Object.assign(new Error('invalid input syntax for type integer'), { code: '22P02' })],
     ['a lock it could not get in time', new DatabaseUnavailable('database busy (55P03)')],
   ])('runs the calls of a batch rolled back by %s again one by one, each with its own outcome', async (_, error) => {
     const db = fakeDatabase(() => error);
@@ -90,6 +90,7 @@ describe('groupCommit', () => {
   it.each([
     ['lost the connection after it was sent (it may have committed)', new DatabaseUnavailable('database connection lost (ECONNRESET)', { outcomeUnknown: true })],
     ['could not reach the database', new DatabaseUnavailable('database unreachable (ECONNREFUSED)', { unreachable: true })],
+    ['failed after the database answered (it committed)', new Error('2 results for 3 calls')],
   ])('gives every call of a batch that %s that failure, unretried', async (_, failure) => {
     const db = fakeDatabase(() => failure);
     const call = groupCommit(db.runOne, db.runBatch, { maxBatch: 10, maxInFlight: 1 });
