@@ -106,7 +106,7 @@ export function loadConfig(env: Env, options: { allowGeneratedTokens: boolean })
   };
   const groupCommit = {
     maxBatch: wholeNumber('SPENDGATE_BATCH_MAX', 32, 1000),
-    maxInFlight: wholeNumber('SPENDGATE_BATCH_CONCURRENCY', 4, 1000),
+    maxInFlight: wholeNumber('SPENDGATE_BATCH_CONCURRENCY', 1, 1000),
   };
   if (problems.length > 0) throw new ConfigError(problems.join('\n'));
   return {

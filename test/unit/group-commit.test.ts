@@ -134,8 +134,8 @@ describe('group commit settings', () => {
   const tokens = { SPENDGATE_ADMIN_TOKEN: 'admin-token-0123456789', SPENDGATE_SERVICE_TOKEN: 'service-token-0123456789' };
   const config = (env: Record<string, string>) => loadConfig({ ...tokens, ...env }, { allowGeneratedTokens: false });
 
-  it('defaults to batches of 32, 4 at once, and takes SPENDGATE_BATCH_MAX and SPENDGATE_BATCH_CONCURRENCY', () => {
-    expect(config({}).groupCommit).toEqual({ maxBatch: 32, maxInFlight: 4 });
+  it('defaults to batches of 32, one at a time, and takes SPENDGATE_BATCH_MAX and SPENDGATE_BATCH_CONCURRENCY', () => {
+    expect(config({}).groupCommit).toEqual({ maxBatch: 32, maxInFlight: 1 });
     expect(config({ SPENDGATE_BATCH_MAX: '1', SPENDGATE_BATCH_CONCURRENCY: '16' }).groupCommit).toEqual({ maxBatch: 1, maxInFlight: 16 });
   });
 
