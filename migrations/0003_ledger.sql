@@ -10,6 +10,11 @@
 -- that touches it writes the expiry first (expired_if_due). The trigger below is the one place the machine is
 -- enforced; the functions only choose what to answer.
 --
+-- Every state change runs with enable_seqscan off. Each of its statements finds its rows by a key that an index
+-- serves; but a plan made while a table was small (a new database, before autovacuum's first ANALYZE) may read the
+-- table whole instead, and the session keeps that plan as the table grows: one reserve + settle then cost twice the
+-- CPU after a few thousand reservations.
+--
 -- Locks, always in this order: an idempotency key's advisory lock, then a reservation row, then counter rows in
 -- sorted_keys() order. A call that needs a row out of that order (reserve expiring someone else's stale hold)
 -- takes it with SKIP LOCKED, never waiting, so no cycle can form.
@@ -586,7 +591,7 @@ end $$;
 -- request_hash, fallback_hold, max_hold, tpm_count}. Checks and charges every counter all or nothing: the scopes,
 -- the model limits that apply, and the scopes' budget windows.
 create function spendgate.reserve(p jsonb, p_at timestamptz default null) returns jsonb
-language plpgsql set lock_timeout = '5s' as $$
+language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   v_at timestamptz;
   v_key text := p ->> 'idempotency_key';
@@ -710,7 +715,7 @@ end $$;
 -- Peek: what reserve would answer for p, with nothing written. The reserve runs whole inside a subtransaction
 -- that is then rolled back, so the answer cannot drift from what a reserve does; its locks go with it.
 create function spendgate.check_reserve(p jsonb, p_at timestamptz default null) returns jsonb
-language plpgsql set lock_timeout = '5s' as $$
+language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   answer jsonb;
 begin
@@ -762,7 +767,7 @@ end $$;
 -- the actual cost exactly once, in full even above the hold. A late settle (after expiry) charges it too; the hold
 -- went back at expiry. The actual tokens replace the held ones in the rate window the hold was counted in.
 create function spendgate.settle(p_id uuid, p jsonb, p_at timestamptz default null) returns jsonb
-language plpgsql set lock_timeout = '5s' as $$
+language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   v_at timestamptz;
   r spendgate.reservations;
@@ -848,7 +853,7 @@ end $$;
 
 -- Release: the call failed or was cancelled. Idempotent; an expired hold is already back, so that is fine too.
 create function spendgate.release(p_id uuid, p_at timestamptz default null) returns jsonb
-language plpgsql set lock_timeout = '5s' as $$
+language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   v_at timestamptz;
   r spendgate.reservations;
@@ -874,7 +879,7 @@ end $$;
 
 -- Extend: keeps a live hold alive (long streams).
 create function spendgate.extend(p_id uuid, p_ttl_seconds integer, p_at timestamptz default null) returns jsonb
-language plpgsql set lock_timeout = '5s' as $$
+language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   v_at timestamptz;
   r spendgate.reservations;
@@ -907,7 +912,7 @@ end $$;
 -- Sweep: expires up to p_batch held reservations past expires_at. Rows another sweeper (or a settle) holds are
 -- skipped, so many sweepers at once divide the work; their counters are locked in the global order.
 create function spendgate.sweep(p_at timestamptz default null, p_batch integer default 1000) returns integer
-language plpgsql set lock_timeout = '5s' as $$
+language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   v_at timestamptz := spendgate.clock(p_at);
   v_ids uuid[];
@@ -945,7 +950,7 @@ end $$;
 
 -- p_items: a JSON array of reserve payloads (see reserve).
 create function spendgate.reserve_batch(p_items jsonb, p_at timestamptz default null) returns setof jsonb
-language plpgsql set lock_timeout = '5s' as $$
+language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   h bigint;
   p jsonb;
@@ -979,7 +984,7 @@ end $$;
 
 -- p_items: a JSON array of {id, body}, body a settle payload (see settle).
 create function spendgate.settle_batch(p_items jsonb, p_at timestamptz default null) returns setof jsonb
-language plpgsql set lock_timeout = '5s' as $$
+language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   ids uuid[];
   item jsonb;
