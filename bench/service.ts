@@ -44,6 +44,9 @@ const MAX_POOL = 64;
 const OPEN_LOOP_CONNECTIONS = 256;
 const SWEEP_HOLDS = 100_000;
 const WARMUP_SECONDS = 1.5;
+// The server the open loops measure is warmed up first by this many closed-loop clients, this long per workload.
+const WARM_UP_CLIENTS = 16;
+const WARM_UP_SECONDS = 3;
 
 const { values: args } = parseArgs({
   options: {
@@ -112,6 +115,7 @@ async function run(bench: BenchDatabase): Promise<void> {
   for (const clients of clientCounts) rows.push(...(await closedLoopRound(bench.url, sql, clients)));
 
   const server = await serverOn(bench.url, poolFor(Math.max(...clientCounts)));
+  await warmUp(server);
   const halfPeak: HalfPeakRow[] = [];
   for (const workload of workloads) {
     const peak = Math.max(...rows.filter((r) => r.workload === workload.name && r.driver === 'http').map((r) => r.pairsPerSecond));
@@ -211,6 +215,22 @@ async function serverOn(url: string, pool: number): Promise<ServerProcess> {
 async function stopServer(server: ServerProcess): Promise<void> {
   cleanups.splice(cleanups.indexOf(server.stop), 1);
   await server.stop();
+}
+
+/** Both workloads in a closed loop, unmeasured, on a server just started: so that the open loops measure a warm
+ * server (its code optimized, its connections' plans made), not its first seconds, whose backlog an open loop at a
+ * fixed rate then takes seconds to drain. */
+async function warmUp(server: ServerProcess): Promise<void> {
+  const driver = httpDriver(server.base, WARM_UP_CLIENTS, tokens.service);
+  try {
+    for (const workload of workloads) {
+      const run = startClosedLoop(driver, workload, WARM_UP_CLIENTS);
+      await sleep(WARM_UP_SECONDS * 1000);
+      await run.stop();
+    }
+  } finally {
+    await driver.close();
+  }
 }
 
 async function openLoop(sql: postgres.Sql, server: ServerProcess, workload: Workload, rate: number): Promise<Phase> {
