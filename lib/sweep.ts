@@ -9,8 +9,10 @@ export interface SweepResult {
 
 // Each batch is one transaction (its rows taken FOR UPDATE SKIP LOCKED, so sweepers running at once share the work
 // and never wait for each other); a pass stops after maxBatches so that a cron invocation ends in bounded time.
-export const sweepBatchSize = 1000;
-const maxBatches = 50;
+// Batches are small because a batch holds the counters of all its holds locked until it commits, and a reserve on
+// any of those scopes waits for it: at 1000 holds a batch, reserves on the swept scopes waited seconds.
+export const sweepBatchSize = 100;
+const maxBatches = 500;
 
 /** One sweeper pass: batches until one comes back short. What `/v1/sweep` and `npm run sweep` run. */
 export async function sweepDue(ledger: Pick<Ledger, 'sweepBatch'>, batchSize = sweepBatchSize): Promise<SweepResult> {

@@ -911,7 +911,7 @@ end $$;
 
 -- Sweep: expires up to p_batch held reservations past expires_at. Rows another sweeper (or a settle) holds are
 -- skipped, so many sweepers at once divide the work; their counters are locked in the global order.
-create function spendgate.sweep(p_at timestamptz default null, p_batch integer default 1000) returns integer
+create function spendgate.sweep(p_at timestamptz default null, p_batch integer default 100) returns integer
 language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   v_at timestamptz := spendgate.clock(p_at);
@@ -934,6 +934,18 @@ begin
     perform spendgate.expire_hold(r, v_at);
   end loop;
   return cardinality(v_ids);
+end $$;
+
+-- A sweeper pass inside the database, as sweepDue() runs one from outside: batches of 100, each committed on its
+-- own so that no batch holds many scopes' counters for long, until one comes back short or 500 have run. For
+-- pg_cron (0006), which runs it as a statement of its own (CALL), so that it may commit between batches.
+create procedure spendgate.sweep_due()
+language plpgsql as $$
+begin
+  for batch in 1 .. 500 loop
+    exit when spendgate.sweep(null, 100) < 100;
+    commit;
+  end loop;
 end $$;
 
 -- Group commit: several reserves, or several settles, in one transaction and one round trip, each applied exactly

@@ -1,5 +1,5 @@
 -- The sweeper on pg_cron, inside the database: where the extension can be had (Supabase, and any server that
--- preloads it), spendgate.sweep() runs every minute as a job of the role that migrates, with no HTTP hop and no
+-- preloads it), spendgate.sweep_due() runs every minute as a job of the role that migrates, with no HTTP hop and no
 -- outside cron. Anywhere else (PGlite, a server without pg_cron, or a database other than the one pg_cron serves,
 -- cron.database_name) this migration changes nothing and says why in a notice: call /v1/sweep or run
 -- `npm run sweep` from a cron instead. Correctness never waits for a sweep (a call that touches a stale hold
@@ -20,7 +20,7 @@ begin
       return;
     end;
   end if;
-  -- Named, so that scheduling again replaces the job instead of adding one. Each run is one batch of up to 1000
-  -- holds in one transaction (rows FOR UPDATE SKIP LOCKED), beside any other sweeper.
-  perform cron.schedule('spendgate-sweep', '* * * * *', 'select spendgate.sweep()');
+  -- Named, so that scheduling again replaces the job instead of adding one. Each run is a pass of batches of 100
+  -- holds, one transaction each (rows FOR UPDATE SKIP LOCKED), beside any other sweeper.
+  perform cron.schedule('spendgate-sweep', '* * * * *', 'call spendgate.sweep_due()');
 end $$;

@@ -51,10 +51,10 @@ describe.skipIf(missing !== null)(`on a throwaway cluster with pg_cron preloaded
     await cluster?.stop();
   });
 
-  it('schedules spendgate.sweep() every minute, in this database, as the role that migrated', async () => {
+  it('schedules a sweeper pass (spendgate.sweep_due) every minute, in this database, as the role that migrated', async () => {
     const jobs = await db.query(`select jobname, schedule, command, database, username, active from cron.job`);
     expect(jobs).toEqual([
-      { jobname: 'spendgate-sweep', schedule: '* * * * *', command: 'select spendgate.sweep()', database: 'postgres', username: 'postgres', active: true },
+      { jobname: 'spendgate-sweep', schedule: '* * * * *', command: 'call spendgate.sweep_due()', database: 'postgres', username: 'postgres', active: true },
     ]);
   });
 
