@@ -75,12 +75,13 @@ describe.skipIf(missing !== null)(`on a throwaway cluster with pg_cron preloaded
 
     // The job fires at the next minute boundary; one run sweeps all 250, in three batches each committed on its own.
     await eventually('pg_cron has expired the 250 stale holds', async () => (await stillHeld()) === 0, 90);
-    const runs = await db.query<{ status: string }>(
+    // pg_cron records a run's outcome in a transaction of its own after the run's last commit: wait for it.
+    const runs = () => db.query<{ status: string }>(
       `select d.status from cron.job_run_details d join cron.job j using (jobid)
         where j.jobname = 'spendgate-sweep' order by d.start_time`,
     );
-    expect(runs.length).toBeGreaterThan(0);
-    expect(runs[0]!.status).toBe('succeeded');
+    await eventually('pg_cron has recorded the run', async () => ['succeeded', 'failed'].includes((await runs())[0]?.status ?? ''), 30);
+    expect((await runs())[0]!.status).toBe('succeeded');
     const [audit] = await db.query<{ result: { ok: boolean } }>('select spendgate.audit() as result');
     expect(audit!.result.ok).toBe(true);
     // Every hold went back to its scope.
