@@ -329,16 +329,15 @@ begin
   return r;
 end $$;
 
--- Locks a reservation and its counters. Null when unknown.
-create function spendgate.lock_reservation(p_id uuid) returns spendgate.reservations
+-- Locks a reservation and its counters; keys are its counters' keys, in lock order, for the caller to pass on.
+-- r is null when the reservation is unknown.
+create function spendgate.lock_reservation(p_id uuid, out r spendgate.reservations, out keys spendgate.counter_key[])
 language plpgsql as $$
-declare
-  r spendgate.reservations;
 begin
   select * into r from spendgate.reservations where id = p_id for update;
-  if not found then return null; end if;
-  perform spendgate.lock_counters(spendgate.reservation_keys(r.id), null);
-  return r;
+  if not found then return; end if;
+  keys := spendgate.reservation_keys(r.id);
+  perform spendgate.lock_counters(keys, null);
 end $$;
 
 -- A held reservation past its expiry is expired, and is written so before anything else happens to it.
@@ -777,15 +776,16 @@ declare
   v_output bigint;
   v_tokens spendgate.token_counts;
   v_late boolean;
+  v_locked record;
   v_keys spendgate.counter_key[];
   v_states record;
 begin
-  select * into r from spendgate.reservations where id = p_id for update;
-  if not found then
+  select l.r, l.keys into v_locked from spendgate.lock_reservation(p_id) l;
+  r := v_locked.r;
+  v_keys := v_locked.keys;
+  if r.id is null then
     return spendgate.error('not_found', format('No reservation %s.', p_id));
   end if;
-  v_keys := spendgate.reservation_keys(r.id);
-  perform spendgate.lock_counters(v_keys, null);
   v_at := spendgate.clock(p_at);
   r := spendgate.expired_if_due(r, v_at);
   if r.status = 'settled' then
@@ -857,8 +857,10 @@ language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   v_at timestamptz;
   r spendgate.reservations;
+  v_locked record;
 begin
-  r := spendgate.lock_reservation(p_id);
+  select l.r, l.keys into v_locked from spendgate.lock_reservation(p_id) l;
+  r := v_locked.r;
   if r.id is null then
     return spendgate.error('not_found', format('No reservation %s.', p_id));
   end if;
@@ -870,10 +872,10 @@ begin
              r.id, spendgate.money(r.actual_cost)), jsonb_build_object('status', r.status));
   end if;
   if r.status = 'held' then
-    perform spendgate.charge_counters(r, v_at, 0, -r.reserved_cost, -1, spendgate.held_tokens_back(r));
+    perform spendgate.charge_counters(r, v_at, 0, -r.reserved_cost, -1, spendgate.held_tokens_back(r), v_locked.keys);
     update spendgate.reservations set status = 'released', released_at = v_at where id = r.id returning * into r;
   end if;
-  return spendgate.reservation_json(r, v_at)
+  return spendgate.reservation_json(r, v_at, v_locked.keys)
          || jsonb_build_object('released_cost', spendgate.money(r.reserved_cost));
 end $$;
 
@@ -883,8 +885,10 @@ language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   v_at timestamptz;
   r spendgate.reservations;
+  v_locked record;
 begin
-  r := spendgate.lock_reservation(p_id);
+  select l.r, l.keys into v_locked from spendgate.lock_reservation(p_id) l;
+  r := v_locked.r;
   if r.id is null then
     return spendgate.error('not_found', format('No reservation %s.', p_id));
   end if;
@@ -897,7 +901,7 @@ begin
   end if;
   update spendgate.reservations set expires_at = v_at + make_interval(secs => p_ttl_seconds)
    where id = r.id returning * into r;
-  return spendgate.reservation_json(r, v_at);
+  return spendgate.reservation_json(r, v_at, v_locked.keys);
 end $$;
 
 create function spendgate.get_reservation(p_id uuid, p_at timestamptz default null) returns jsonb
