@@ -325,8 +325,8 @@ begin
   end loop;
 end $$;
 
--- The (locked) counters of p_keys and the limit that applies to each, in the keys' order: read once per state
--- change, then passed along, so that no step looks a limit up again. One primary-key probe per key, never a join of
+-- The counters of p_keys and the limit that applies to each, in the keys' order: read once per state change (the
+-- counters already locked), then passed along, so that no step looks a limit up again. One primary-key probe per key, never a join of
 -- the keys to the table, whose plan could turn into a scan of every counter.
 create function spendgate.counter_states(p_keys spendgate.counter_key[], out ctrs spendgate.counters[],
                                          out lims spendgate.scope_limit[])
