@@ -7,7 +7,8 @@
  * keep-alive HTTP. Then an open loop at half the peak HTTP rate for latency, optionally the sweeper's cost, and
  * the audit. Prints a table and the issue's targets; writes bench-results/bench.json.
  *
- * Run: npm run bench [-- --seconds 8 --clients 1,16,64,256 --sweep]
+ * Run: npm run bench [-- --seconds 8 --clients 1,16,64,256 --sweep]; SPENDGATE_BATCH_MAX and SPENDGATE_BATCH_CONCURRENCY,
+ * when set, go to the app in process and to the server.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -24,7 +25,7 @@ import {
   serverVersion, vacuumAnalyze,
 } from './service/database.ts';
 import {
-  adminGet, baselineDriver, createBaselineTables, holdCost, httpDriver, inProcessDriver, settleCost, type Tokens,
+  adminGet, baselineDriver, createBaselineTables, groupCommitEnv, holdCost, httpDriver, inProcessDriver, settleCost, type Tokens,
 } from './service/drivers.ts';
 import { cpuWindow } from './service/cpu.ts';
 import { type Driver, type Phase, sleep, startClosedLoop, startOpenLoop, timed, type Workload } from './service/load.ts';
@@ -132,6 +133,7 @@ async function run(bench: BenchDatabase): Promise<void> {
   await mkdir(fileURLToPath(new URL('../bench-results/', import.meta.url)), { recursive: true });
   const settings = {
     seconds, warmup_seconds: warmup, clients: clientCounts, max_pool: MAX_POOL, spread_keys: SPREAD_KEYS, hold: holdCost, settle: settleCost,
+    group_commit: groupCommitEnv,
   };
   await writeFile(out, JSON.stringify({ machine, settings, closed_loop: rows, half_peak: halfPeak, sweep, audit, targets: targetList }, null, 2) + '\n');
   console.log(`\nwritten to ${out}`);
@@ -161,7 +163,8 @@ function printReport(machine: Machine, rows: ClosedLoopRow[], halfPeak: HalfPeak
     `${seconds} s measured per phase after ${warmup} s of warm-up.`);
   console.log(`Pools: the baseline's postgres.js pool, the in-process app's and the server's SPENDGATE_POOL_SIZE are all ` +
     `min(clients, ${MAX_POOL}). Pairs hold ${holdCost} and settle ${settleCost}; no model, so no tokenizer. CPU: bench is ` +
-    `this process (load generator, plus the app in process), server the HTTP server process, rest everything else (Postgres).\n`);
+    `this process (load generator, plus the app in process), server the HTTP server process, rest everything else (Postgres). ` +
+    `Group commit: ${Object.entries(groupCommitEnv).map(([name, value]) => `${name}=${value}`).join(', ') || 'the defaults'}.\n`);
   console.log('## Closed loop: N clients, each reserve then settle back to back\n');
   console.log(closedLoopTable(rows) + '\n');
   console.log('## Open loop at half the peak HTTP rate\n');

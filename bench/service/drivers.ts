@@ -16,6 +16,12 @@ export interface Tokens {
   service: string;
 }
 
+/** The group-commit settings the bench was run with: taken from its own environment and given to the in-process app
+ * and the server alike, so that they can be compared at other values than the defaults. */
+export const groupCommitEnv: Record<string, string> = Object.fromEntries(
+  ['SPENDGATE_BATCH_MAX', 'SPENDGATE_BATCH_CONCURRENCY'].flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : [])),
+);
+
 /** The baseline's tables, in a schema of their own: `spread` budget rows 1..spread with `spreadBudget` each, and
  * row 0 (the hot one) with `hotBudget`. */
 export async function createBaselineTables(sql: postgres.Sql, spread: number, spreadBudget: string, hotBudget: string): Promise<void> {
@@ -97,7 +103,8 @@ function serviceDriver(post: Post, close: () => Promise<void>): Driver {
 /** The app's fetch called directly, on a postgres.js pool of `pool` in this process: the service without HTTP. */
 export function inProcessDriver(url: string, pool: number, tokens: Tokens): Driver {
   const db = postgresDatabase(url, { max: pool });
-  const config = loadConfig({ SPENDGATE_ADMIN_TOKEN: tokens.admin, SPENDGATE_SERVICE_TOKEN: tokens.service }, { allowGeneratedTokens: false });
+  const config = loadConfig({ ...groupCommitEnv, SPENDGATE_ADMIN_TOKEN: tokens.admin, SPENDGATE_SERVICE_TOKEN: tokens.service },
+                            { allowGeneratedTokens: false });
   // The request log line is still built; only its write is dropped (the server process writes it to a pipe).
   const app = createApp({ db, config, logRequest: () => {} });
   const headers = { authorization: `Bearer ${tokens.service}`, 'content-type': 'application/json' };

@@ -1,7 +1,7 @@
 // The server under test, in a process of its own so that the load generator does not share its event loop.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { Tokens } from './drivers.ts';
+import { groupCommitEnv, type Tokens } from './drivers.ts';
 
 export interface ServerProcess {
   base: string;
@@ -11,7 +11,8 @@ export interface ServerProcess {
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
-/** `node --import tsx functions/node-server.ts` on a port the OS picks (PORT=0), with a pool of `pool`; resolves
+/** `node --import tsx functions/node-server.ts` on a port the OS picks (PORT=0), with a pool of `pool` and the
+ * bench's group-commit settings (no other SPENDGATE_ variable of the caller's); resolves
  * once it prints its listening line, fails with its output if it exits first or takes over 60 s. */
 export async function startServer(url: string, pool: number, tokens: Tokens): Promise<ServerProcess> {
   const inherited = Object.fromEntries(
@@ -19,6 +20,7 @@ export async function startServer(url: string, pool: number, tokens: Tokens): Pr
   );
   const env = {
     ...inherited,
+    ...groupCommitEnv,
     PORT: '0',
     HOST: '127.0.0.1',
     DATABASE_URL: url,
