@@ -214,19 +214,25 @@ begin
 end $$;
 
 -- The limit that applies to one counter: a model limit takes the scope's budget period unless it has its own.
+-- Two primary-key probes, the second only for a model limit without a period: as one statement joining the two, it
+-- cost twice as much, and every state change looks up the limit of each counter it charges.
 create function spendgate.effective_limit(p_kind text, p_id text, p_model text) returns spendgate.scope_limit
 language plpgsql stable as $$
+declare
+  l spendgate.limits;
+  s spendgate.limits;
 begin
-  return (
-    select row(l.max_budget, l.soft_budget, p.budget_duration, p.budget_align, p.budget_anchor,
-               coalesce(l.admission, 'strict'), l.rpm, l.tpm, l.itpm, l.otpm, l.max_parallel)::spendgate.scope_limit
-    from (select) one
-    left join spendgate.limits l on l.kind = p_kind and l.id = p_id and l.model = p_model
-    left join spendgate.limits s on p_model <> '' and p_model not like '@%' and s.kind = p_kind and s.id = p_id
-                                and s.model = ''
-    -- Whose period applies: the part's own when it has a duration, else its scope's.
-    cross join lateral (select case when l.budget_duration is not null or s.kind is null then l else s end) p0(p)
-    cross join lateral (select (p0.p).budget_duration, (p0.p).budget_align, (p0.p).budget_anchor) p);
+  select * into l from spendgate.limits where kind = p_kind and id = p_id and model = p_model;
+  if l.budget_duration is null and p_model <> '' and p_model not like '@%' then
+    select * into s from spendgate.limits where kind = p_kind and id = p_id and model = '';
+    if found then
+      l.budget_duration := s.budget_duration;
+      l.budget_align := s.budget_align;
+      l.budget_anchor := s.budget_anchor;
+    end if;
+  end if;
+  return row(l.max_budget, l.soft_budget, l.budget_duration, l.budget_align, l.budget_anchor,
+             coalesce(l.admission, 'strict'), l.rpm, l.tpm, l.itpm, l.otpm, l.max_parallel)::spendgate.scope_limit;
 end $$;
 
 -- A counter as it stands at p_at: spend restarts when a new budget period has begun, and the rate windows slide.
@@ -453,14 +459,21 @@ create function spendgate.refusal(c spendgate.counters, l spendgate.scope_limit,
                                   p_tokens spendgate.token_counts, p_at timestamptz)
 returns jsonb language plpgsql stable as $$
 declare
-  scope jsonb := spendgate.scope_ref(c.kind, c.id, c.model);
-  name text := spendgate.scope_name(c.kind, c.id, c.model);
+  -- How a refusal names the counter: built only where a limit is checked, as most calls refuse nothing.
+  scope jsonb;
+  name text;
   resets timestamptz;
   wait integer;
 begin
+  if l.max_budget is null and l.max_parallel is null and l.rpm is null and l.tpm is null and l.itpm is null
+     and l.otpm is null then
+    return null;
+  end if;
   c := spendgate.rolled(c, l, p_at);
   if l.max_budget is not null
      and (c.spend + c.reserved >= l.max_budget or c.spend + c.reserved + p_cost > l.max_budget) then
+    scope := spendgate.scope_ref(c.kind, c.id, c.model);
+    name := spendgate.scope_name(c.kind, c.id, c.model);
     resets := spendgate.next_reset(l.budget_duration, l.budget_align, l.budget_anchor, p_at);
     return spendgate.error('budget_exceeded',
       format('The budget of %s cannot hold this reservation: spend %s + reserved %s + requested %s exceeds max_budget %s.%s',
@@ -477,6 +490,8 @@ begin
       || jsonb_build_object('retry_after', ceil(extract(epoch from resets - p_at))::integer);
   end if;
   if l.max_parallel is not null and c.in_flight + 1 > l.max_parallel then
+    scope := spendgate.scope_ref(c.kind, c.id, c.model);
+    name := spendgate.scope_name(c.kind, c.id, c.model);
     wait := spendgate.parallel_wait(c, l.max_parallel, p_at);
     return spendgate.error('parallel_limit_exceeded',
       format('%s already has %s reservations held, its max_parallel; settle or release one first.',
@@ -487,6 +502,11 @@ begin
                          'used', c.in_flight))
       || jsonb_build_object('retry_after', wait);
   end if;
+  if l.rpm is null and l.tpm is null and l.itpm is null and l.otpm is null then
+    return null;
+  end if;
+  scope := spendgate.scope_ref(c.kind, c.id, c.model);
+  name := spendgate.scope_name(c.kind, c.id, c.model);
   return coalesce(
     spendgate.rate_refusal(scope, name, 'rpm', l.rpm, c.requests_prev, c.requests_cur, 1, c.window_start, p_at),
     spendgate.rate_refusal(scope, name, 'tpm', l.tpm, c.tokens_prev, c.tokens_cur, p_tokens.tokens, c.window_start, p_at),
