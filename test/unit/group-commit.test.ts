@@ -103,6 +103,29 @@ describe('groupCommit', () => {
     expect(db.sent).toEqual([[1], [2, 3]]);
   });
 
+  it('sends the next batch before handing out the answers of the last, so the database does not wait on their callers', async () => {
+    const db = fakeDatabase();
+    const call = groupCommit(db.runOne, db.runBatch, { maxBatch: 10, maxInFlight: 1 });
+    const sentWhenAnswered = new Map<number, number[][]>();
+    const answers = [1, 2, 3, 4].map((n) => call(n).then((answer) => {
+      sentWhenAnswered.set(n, db.sent.map((items) => [...items]));
+      return answer;
+    }));
+    await flush();
+    db.finishOne();
+    await flush();
+    expect(sentWhenAnswered.get(1)).toEqual([[1], [2, 3, 4]]);
+    const more = [5, 6].map((n) => call(n).then((answer) => {
+      sentWhenAnswered.set(n, db.sent.map((items) => [...items]));
+      return answer;
+    }));
+    db.finishOne();
+    await flush();
+    expect(sentWhenAnswered.get(2)).toEqual([[1], [2, 3, 4], [5, 6]]);
+    db.finishOne();
+    expect(await Promise.all([...answers, ...more])).toEqual([10, 20, 30, 40, 50, 60]);
+  });
+
   it('a batch stuck behind a lock gives up its slot after a while, so that calls on other scopes go on', async () => {
     const db = fakeDatabase();
     const call = groupCommit(db.runOne, db.runBatch, { maxBatch: 10, maxInFlight: 1 });
