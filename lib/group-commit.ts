@@ -40,21 +40,16 @@ export function groupCommit<Item, Answer>(
   // The next batch is sent as soon as the database has answered, before the answers are handed out: handing them
   // out runs each caller's own code (its HTTP answer), and the database would otherwise wait idle through it.
   const run = (calls: Waiting[], freeSlot: () => void): Promise<unknown> => {
-    if (calls.length === 1) {
-      const [call] = calls as [Waiting];
-      return runOne(call.item).then(
-        (answer) => (freeSlot(), call.resolve(answer)),
-        (error: unknown) => (freeSlot(), call.reject(error)),
-      );
-    }
-    return runBatch(calls.map((call) => call.item)).then(
+    const items = calls.map((call) => call.item);
+    const answered = items.length === 1 ? runOne(items[0]!).then((answer) => [answer]) : runBatch(items);
+    return answered.then(
       (answers) => {
         freeSlot();
         calls.forEach((call, i) => call.resolve(answers[i]!));
       },
       (error: unknown) => {
         // The retries keep the slot: a failing batch does not add to the calls in flight.
-        if (rolledBack(error)) return Promise.all(calls.map(runAlone));
+        if (calls.length > 1 && rolledBack(error)) return Promise.all(calls.map(runAlone));
         freeSlot();
         calls.forEach((call) => call.reject(error));
       },
