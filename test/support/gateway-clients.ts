@@ -60,8 +60,12 @@ async function call(fleet: Fleet, method: string, path: string, body: unknown, r
   }
 }
 
-/** What every admitted hold's answer must show: no budget past its maximum, no more holds than max_parallel. */
+/** What every admission's answer must show: no budget past its maximum, no more holds than max_parallel. A replay
+ * (a retry of a reserve already applied) shows the scopes as they are now, which is no admission: a late settle
+ * (of a hold that expired first) charges its cost whatever the budget holds by then, and may have been applied
+ * since. */
 function checkAdmission(fleet: Fleet, reply: HttpReply) {
+  if (reply.headers?.get('idempotent-replayed') === 'true') return;
   for (const s of reply.body.scopes ?? []) {
     if (s.max_budget !== null && micros(s.spend) + micros(s.reserved) > micros(s.max_budget)) {
       fleet.stats.violations.push(`${s.kind} ${s.id}: spend ${s.spend} + reserved ${s.reserved} > max_budget ${s.max_budget}`);
