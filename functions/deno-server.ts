@@ -10,7 +10,8 @@ await runLocalServer({
   readMigrations,
   listen: (fetch, hostname, port) =>
     new Promise((resolve) => {
-      const server = Deno.serve({ hostname, port, onListen: (address) => resolve({ port: address.port, close: () => server.shutdown() }) }, fetch);
+      const server = Deno.serve({ hostname, port, onListen: (address) => resolve({ port: address.port, close: () => server.shutdown() }) },
+                                 (request) => fetch(request));
     }),
   onStopSignal: (stop) => {
     Deno.addSignalListener('SIGINT', stop);

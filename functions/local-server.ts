@@ -1,12 +1,13 @@
 // The local server's start-up, the same under Node (`npm start`) and Deno (`npm run start:deno`): one
 // configuration, one order of steps, one set of messages. Each entry point supplies what its runtime does its own way.
 import { createApp } from '../lib/app.ts';
+import type { AppBindings } from '../lib/app-env.ts';
 import { ConfigError, loadConfig } from '../lib/config.ts';
 import type { Database } from '../lib/db.ts';
 import { type Migration, migrate } from '../lib/migrate.ts';
 
 type Env = Record<string, string | undefined>;
-export type FetchHandler = (request: Request) => Response | Promise<Response>;
+export type FetchHandler = (request: Request, bindings?: AppBindings) => Response | Promise<Response>;
 
 export interface Listener {
   port: number;
@@ -21,6 +22,8 @@ export interface LocalRuntime {
   /** Calls `stop` on SIGINT and SIGTERM. */
   onStopSignal(stop: () => void): void;
   exit(code: number): never;
+  /** Where the request log's lines go; the console by default. */
+  logRequest?: (line: string) => void;
 }
 
 /** Checks the configuration (exit 78 naming what is wrong), applies pending migrations (exit 1 when the database
@@ -52,7 +55,7 @@ export async function runLocalServer(runtime: LocalRuntime): Promise<void> {
     return runtime.exit(1);
   }
 
-  const app = createApp({ db, config });
+  const app = createApp({ db, config, logRequest: runtime.logRequest });
   const listener = await runtime.listen(app.fetch, hostname, port);
   console.log(`spendgate: listening on http://${hostname}:${listener.port} (${description})`);
   console.log(`spendgate: API docs at http://${hostname}:${listener.port}/docs`);

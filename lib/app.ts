@@ -86,7 +86,19 @@ export function createApp(deps: AppDeps): App {
     // that reuses it (keep-alive) finds it closed under its next call.
     throw new ApiError(refused.type, refused.message, refused.details, { connection: 'close' });
   };
-  const limited = (maxSize: number): MiddlewareHandler => bodyLimit({ maxSize, onError: tooLarge(maxSize) });
+  const utf8 = new TextDecoder();
+  const limited = (maxSize: number): MiddlewareHandler<AppEnv> => {
+    const streamed = bodyLimit({ maxSize, onError: tooLarge(maxSize) });
+    return (c, next) => {
+      const read = c.env?.body;
+      if (read === undefined) return streamed(c, next);
+      if (read.byteLength > maxSize) return tooLarge(maxSize)();
+      // Where Hono's body readers (c.req.text(), json(), the validators) look first; decoded as Request.text() does.
+      // The cache holds promises, though Hono types its entries as the values they resolve to.
+      Object.assign(c.req.bodyCache, { text: Promise.resolve(utf8.decode(read)) });
+      return next();
+    };
+  };
   const bodyLimits = {
     default: limited(deps.config.bodyLimit),
     // A reserve carries the model request it estimates, images and all.

@@ -172,6 +172,11 @@ describe('the local server (npm start)', () => {
     } finally {
       expect(await stop(server)).toEqual({ code: 0, signal: null });
     }
+    // The request log, one JSON line per request on stdout, all of them out by the time the process has exited.
+    const logged = server.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+    expect(logged.filter((line) => line.msg === 'request' && line.route === '/v1/reservations').map((line) => line.status))
+      .toEqual([401, 401, 201]);
+    expect(logged.at(-1)).toMatchObject({ msg: 'request', method: 'GET', path: '/v1/audit', status: 200, role: 'admin' });
   }, 60_000);
 
   it('started again on the same data directory: the reservation is still there, nothing is migrated again', async () => {

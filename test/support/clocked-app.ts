@@ -3,6 +3,7 @@
 // this test entry reads. No production entry point has such a header.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createApp } from '../../lib/app.ts';
+import type { AppBindings } from '../../lib/app-env.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { loadConfig } from '../../lib/config.ts';
 import { postgresDatabase } from '../../lib/db/postgres.ts';
@@ -10,7 +11,7 @@ import { postgresDatabase } from '../../lib/db/postgres.ts';
 export const clockHeader = 'x-spendgate-test-clock';
 
 export interface ClockedApp {
-  fetch(request: Request): Promise<Response>;
+  fetch(request: Request, bindings?: AppBindings): Promise<Response>;
   close(): Promise<void>;
 }
 
@@ -27,9 +28,9 @@ export function clockedApp(env: Record<string, string | undefined>): ClockedApp 
     logError: env.TEST_LOG_ERRORS ? undefined : () => {},
   });
   return {
-    fetch: async (request) => {
+    fetch: async (request, bindings) => {
       const at = request.headers.get(clockHeader);
-      return requestTime.run(at ? new Date(at) : null, () => app.fetch(request));
+      return requestTime.run(at ? new Date(at) : null, () => app.fetch(request, bindings));
     },
     close: () => db.close(),
   };
