@@ -305,8 +305,9 @@ begin
     from spendgate.counter_states(coalesce(p_keys, spendgate.reservation_keys(r.id))) s;
   ctrs := spendgate.charge_states(ctrs, lims, p_at, d_spend => d_spend, d_reserved => d_reserved,
                                   d_in_flight => d_in_flight, d_tokens => d_tokens, p_token_window => r.window_start);
-  if r.status = 'settled' then
-    -- The charge lands in each counter's current period; the audit looks for it there.
+  -- The charge lands in each counter's current period; the audit looks for it there. A counter without periods
+  -- keeps the null its link was made with, so when none of them has a period there is nothing to write.
+  if r.status = 'settled' and exists (select from unnest(ctrs) c where c.period_start is not null) then
     update spendgate.reservation_counters rc
        set charged_period = (select c.period_start from unnest(ctrs) c
                               where c.kind = rc.kind and c.id = rc.id and c.model = rc.model)
@@ -588,8 +589,10 @@ end $$;
 
 -- Reserve: p = {scopes: [{kind, id}], model, request_estimate, caller_estimate, ttl_seconds, idempotency_key,
 -- request_hash, fallback_hold, max_hold, tpm_count}. Checks and charges every counter all or nothing: the scopes,
--- the model limits that apply, and the scopes' budget windows.
-create function spendgate.reserve(p jsonb, p_at timestamptz default null) returns jsonb
+-- the model limits that apply, and the scopes' budget windows. p_keys: what reserve_keys() gives for p, when the
+-- caller has them already (reserve_batch, which has locked them).
+create function spendgate.reserve(p jsonb, p_at timestamptz default null, p_keys spendgate.counter_key[] default null)
+returns jsonb
 language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   v_at timestamptz;
@@ -654,7 +657,7 @@ begin
         'path', 'model', 'message', case when v_model is null then 'not in the price table' else 'no price for this request' end))));
   end if;
 
-  v_keys := spendgate.reserve_keys(p, v_model);
+  v_keys := coalesce(p_keys, spendgate.reserve_keys(p, v_model));
   select l.created, l.ctrs into v_created, v_ctrs from spendgate.lock_counters(v_keys, p_at) l;
   v_lims := spendgate.limits_of(v_keys);
   -- Never before a rate window already counted on these counters (a time injected before the lock wait, see
@@ -970,7 +973,9 @@ language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   h bigint;
   p jsonb;
+  -- Every item's keys one after the other; item n's (from 0) are keys[ends[n] + 1 : ends[n + 1]].
   keys spendgate.counter_key[] := '{}';
+  ends integer[] := '{0}';
   created spendgate.counter_key[];
 begin
   perform set_config('lock_timeout', '500ms', true);
@@ -983,11 +988,12 @@ begin
   for p in select i from jsonb_array_elements(p_items) i loop
     keys := keys || spendgate.reserve_keys(p, (select m.name from spendgate.find_model(p ->> 'model') m
                                                  where p ->> 'model' is not null));
+    ends := ends || cardinality(keys);
   end loop;
   created := (spendgate.lock_counters(spendgate.sorted_keys(keys), p_at)).created;
   perform set_config('lock_timeout', '5s', true);
-  for p in select i from jsonb_array_elements(p_items) i loop
-    return next spendgate.reserve(p, p_at);
+  for n in 0 .. jsonb_array_length(p_items) - 1 loop
+    return next spendgate.reserve(p_items -> n, p_at, keys[ends[n + 1] + 1 : ends[n + 2]]);
   end loop;
   -- The counters this batch made that no call charged (each was refused): a refused reserve changes no counter.
   if cardinality(created) > 0 then
