@@ -108,8 +108,10 @@ export function inProcessDriver(url: string, pool: number, tokens: Tokens): Driv
   // The request log line is still built; only its write is dropped (the server process writes it to a pipe).
   const app = createApp({ db, config, logRequest: () => {} });
   const headers = { authorization: `Bearer ${tokens.service}`, 'content-type': 'application/json' };
+  const utf8 = new TextEncoder();
+  // The body as bytes, as the Node server hands over the bodies it has read (functions/node/request-listener.ts).
   return serviceDriver(async (path, body) => {
-    const response = await app.fetch(new Request(`http://in-process${path}`, { method: 'POST', headers, body }));
+    const response = await app.fetch(new Request(`http://in-process${path}`, { method: 'POST', headers }), { body: utf8.encode(body) });
     return { status: response.status, text: await response.text() };
   }, () => db.close());
 }
