@@ -1,9 +1,10 @@
 // The HTTP server's request listener: @hono/node-server's, with small bodies read whole first. The adapter otherwise
 // builds a web Request with an abort signal and two body streams for every POST, about a tenth of the server's CPU
 // under load; a body read here reaches the app as bytes (the `body` binding), and no Request body is ever built.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import type { AppBindings } from '../../lib/app-env.ts';
+import type { Listener } from '../local-server.ts';
 
 type Fetch = (request: Request, bindings: AppBindings) => Response | Promise<Response>;
 
@@ -32,4 +33,18 @@ export function requestListener(fetch: Fetch, hostname: string) {
     // The client went away mid-body: there is no one to answer.
     incoming.once('error', () => incoming.destroy());
   };
+}
+
+/** An HTTP server with the listener on hostname:port (0: a port the OS picks), once it listens. */
+export function listen(fetch: Fetch, hostname: string, port: number): Promise<Listener> {
+  return new Promise((resolve) => {
+    const server = createServer(requestListener(fetch, hostname));
+    server.listen(port, hostname, () => {
+      const address = server.address();
+      resolve({
+        port: typeof address === 'object' && address !== null ? address.port : port,
+        close: () => new Promise<void>((closed) => server.close(() => closed())),
+      });
+    });
+  });
 }
