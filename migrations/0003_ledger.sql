@@ -973,7 +973,7 @@ language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   h bigint;
   p jsonb;
-  -- Every item's keys one after the other; item n's (from 0) are keys[ends[n] + 1 : ends[n + 1]].
+  -- Every item's keys one after the other; item n's (counting from 1) are keys[ends[n] + 1 : ends[n + 1]].
   keys spendgate.counter_key[] := '{}';
   ends integer[] := '{0}';
   created spendgate.counter_key[];
@@ -992,8 +992,8 @@ begin
   end loop;
   created := (spendgate.lock_counters(spendgate.sorted_keys(keys), p_at)).created;
   perform set_config('lock_timeout', '5s', true);
-  for n in 0 .. jsonb_array_length(p_items) - 1 loop
-    return next spendgate.reserve(p_items -> n, p_at, keys[ends[n + 1] + 1 : ends[n + 2]]);
+  for n in 1 .. jsonb_array_length(p_items) loop
+    return next spendgate.reserve(p_items -> (n - 1), p_at, keys[ends[n] + 1 : ends[n + 1]]);
   end loop;
   -- The counters this batch made that no call charged (each was refused): a refused reserve changes no counter.
   if cardinality(created) > 0 then
