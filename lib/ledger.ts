@@ -51,8 +51,11 @@ function orThrow(result: Json): Json {
 /** Every call on its own, at once: what a caller that has not configured group commit gets. */
 const oneByOne: GroupCommitOptions = { maxBatch: 1, maxInFlight: Infinity };
 
+/** A reserve or a settle, as the batch function takes it. */
+type Call = { reserve: ReservePayload } | { settle: SettlePayload; id: string };
+
 /** The ledger's SQL functions, one statement each. JSON goes in as text (`$1::text::jsonb`) so that no driver
- * encodes it a second time. Reserves and settles that arrive together go as batches (group commit). */
+ * encodes it a second time. Reserves and settles that arrive together go as one batch (group commit). */
 export function createLedger(db: Queryable, clock: Clock, grouping: GroupCommitOptions = oneByOne) {
   const at = () => clock.now()?.toISOString() ?? null;
   const call = async (text: string, params: unknown[]): Promise<Json> => {
@@ -60,30 +63,25 @@ export function createLedger(db: Queryable, clock: Clock, grouping: GroupCommitO
     if (!row) throw new Error(`no result from ${text}`);
     return row.result;
   };
-  const callBatch = async (text: string, items: unknown[]): Promise<Json[]> => {
-    const rows = await db.query<{ result: Json }>(text, [JSON.stringify(items), at()]);
-    if (rows.length !== items.length) throw new Error(`${rows.length} results for ${items.length} calls from ${text}`);
-    return rows.map((row) => row.result);
-  };
-  const reserve = groupCommit(
-    (payload: ReservePayload) =>
-      call('select spendgate.reserve($1::text::jsonb, $2::timestamptz) as result', [JSON.stringify(payload), at()]),
-    (payloads) => callBatch('select result from spendgate.reserve_batch($1::text::jsonb, $2::timestamptz) as result', payloads),
-    grouping,
-  );
-  const settle = groupCommit(
-    ({ id, body }: { id: string; body: SettlePayload }) =>
-      call('select spendgate.settle($1::uuid, $2::text::jsonb, $3::timestamptz) as result', [id, JSON.stringify(body), at()]),
-    (items) => callBatch('select result from spendgate.settle_batch($1::text::jsonb, $2::timestamptz) as result', items),
+  const batched = groupCommit(
+    (one: Call) => 'reserve' in one
+      ? call('select spendgate.reserve($1::text::jsonb, $2::timestamptz) as result', [JSON.stringify(one.reserve), at()])
+      : call('select spendgate.settle($1::uuid, $2::text::jsonb, $3::timestamptz) as result', [one.id, JSON.stringify(one.settle), at()]),
+    async (calls) => {
+      const rows = await db.query<{ result: Json }>('select result from spendgate.run_batch($1::text::jsonb, $2::timestamptz) as result',
+                                                    [JSON.stringify(calls), at()]);
+      if (rows.length !== calls.length) throw new Error(`${rows.length} results for ${calls.length} calls from spendgate.run_batch`);
+      return rows.map((row) => row.result);
+    },
     grouping,
   );
   return {
     /** Answers refusals as results (not thrown): the caller needs their scopes for the rate-limit headers. */
-    reserve,
+    reserve: (payload: ReservePayload) => batched({ reserve: payload }),
     /** What reserve would answer, with nothing written. */
     checkReserve: (payload: ReservePayload) =>
       call('select spendgate.check_reserve($1::text::jsonb, $2::timestamptz) as result', [JSON.stringify(payload), at()]),
-    settle: async (id: string, payload: SettlePayload) => orThrow(await settle({ id, body: payload })),
+    settle: async (id: string, payload: SettlePayload) => orThrow(await batched({ settle: payload, id })),
     release: async (id: string) =>
       orThrow(await call('select spendgate.release($1::uuid, $2::timestamptz) as result', [id, at()])),
     extend: async (id: string, ttlSeconds: number) =>

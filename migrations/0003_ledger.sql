@@ -590,7 +590,7 @@ end $$;
 -- Reserve: p = {scopes: [{kind, id}], model, request_estimate, caller_estimate, ttl_seconds, idempotency_key,
 -- request_hash, fallback_hold, max_hold, tpm_count}. Checks and charges every counter all or nothing: the scopes,
 -- the model limits that apply, and the scopes' budget windows. p_keys: what reserve_keys() gives for p, when the
--- caller has them already (reserve_batch, which has locked them).
+-- caller has them already (run_batch, which has locked them).
 create function spendgate.reserve(p jsonb, p_at timestamptz default null, p_keys spendgate.counter_key[] default null)
 returns jsonb
 language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
@@ -955,70 +955,68 @@ begin
   end loop;
 end $$;
 
--- Group commit: several reserves, or several settles, in one transaction and one round trip, each applied exactly
--- as its own call would be (answers in the items' order). A server that has many calls waiting sends them so: the
--- commit, the round trip and a hot counter's row lock are then paid once per batch rather than once per call.
+-- Group commit: reserves and settles that arrive together, in one transaction and one round trip, each applied
+-- exactly as its own call would be (answers in the calls' order). A server that has calls waiting sends them so: the
+-- commit, the round trip, the per-transaction setup of these functions and a hot counter's row lock are then paid
+-- once per batch rather than once per call. Reserves and settles go in the same batch because a server under
+-- moderate load has a few of each waiting at a time, seldom many of one kind.
 --
--- Every lock a batch's calls will take is taken first, in the global order: the idempotency keys' advisory locks
--- (by hash), then for settles the reservation rows (by id), then every counter (sorted_keys()). A lock a call takes
--- after that is one the batch already holds, so two batches, or a batch and a single call, never wait on each other
--- in a cycle. Those first locks are waited for 0.5 s at most, not a call's 5 s: a batch must not keep its calls
--- waiting long behind one row that another transaction holds. Nothing here catches an error: when a lock is not
--- had in time or one call fails, the whole batch rolls back, and the server runs its calls again one by one, each
--- in a transaction of its own.
+-- Every lock a batch's calls will take is taken first, in the global order: the reserves' idempotency keys'
+-- advisory locks (by hash), then the settled reservations' rows (by id), then every counter either kind will charge
+-- (sorted_keys()). A lock a call takes after that is one the batch already holds, so two batches, or a batch and a
+-- single call, never wait on each other in a cycle. Those first locks are waited for 0.5 s at most, not a call's
+-- 5 s: a batch must not keep its calls waiting long behind one row that another transaction holds. Nothing here
+-- catches an error: when a lock is not had in time or one call fails, the whole batch rolls back, and the server
+-- runs its calls again one by one, each in a transaction of its own.
 
--- p_items: a JSON array of reserve payloads (see reserve).
-create function spendgate.reserve_batch(p_items jsonb, p_at timestamptz default null) returns setof jsonb
+-- p_calls: a JSON array of {"reserve": p} (p a reserve payload) and {"settle": p, "id": reservation id} (p a
+-- settle payload).
+create function spendgate.run_batch(p_calls jsonb, p_at timestamptz default null) returns setof jsonb
 language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
 declare
   h bigint;
-  p jsonb;
-  -- Every item's keys one after the other; item n's (counting from 1) are keys[ends[n] + 1 : ends[n + 1]].
+  c jsonb;
+  ids uuid[];
+  -- The reserves' keys one after the other; call n's (counting from 1) are keys[ends[n] + 1 : ends[n + 1]].
   keys spendgate.counter_key[] := '{}';
   ends integer[] := '{0}';
   created spendgate.counter_key[];
 begin
   perform set_config('lock_timeout', '500ms', true);
   for h in
-    select distinct hashtextextended('spendgate.idempotency:' || (i ->> 'idempotency_key'), 0)
-      from jsonb_array_elements(p_items) i where i ->> 'idempotency_key' is not null order by 1
+    select distinct hashtextextended('spendgate.idempotency:' || (i -> 'reserve' ->> 'idempotency_key'), 0)
+      from jsonb_array_elements(p_calls) i where i -> 'reserve' ->> 'idempotency_key' is not null order by 1
   loop
     perform pg_advisory_xact_lock(h);
   end loop;
-  for p in select i from jsonb_array_elements(p_items) i loop
-    keys := keys || spendgate.reserve_keys(p, (select m.name from spendgate.find_model(p ->> 'model') m
-                                                 where p ->> 'model' is not null));
+  ids := array(select distinct (i ->> 'id')::uuid from jsonb_array_elements(p_calls) i where i ? 'settle' order by 1);
+  if cardinality(ids) > 0 then
+    perform from spendgate.reservations where id = any (ids) order by id for update;
+  end if;
+  for c in select i -> 'reserve' from jsonb_array_elements(p_calls) i loop
+    if c is not null then
+      keys := keys || spendgate.reserve_keys(c, (select m.name from spendgate.find_model(c ->> 'model') m
+                                                   where c ->> 'model' is not null));
+    end if;
     ends := ends || cardinality(keys);
   end loop;
-  created := (spendgate.lock_counters(spendgate.sorted_keys(keys), p_at)).created;
+  created := (spendgate.lock_counters(spendgate.sorted_keys(keys || array(
+    select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
+      from spendgate.reservation_counters rc where rc.reservation_id = any (ids))), p_at)).created;
   perform set_config('lock_timeout', '5s', true);
-  for n in 1 .. jsonb_array_length(p_items) loop
-    return next spendgate.reserve(p_items -> (n - 1), p_at, keys[ends[n] + 1 : ends[n + 1]]);
+  for n in 1 .. jsonb_array_length(p_calls) loop
+    c := p_calls -> (n - 1);
+    if c ? 'reserve' then
+      return next spendgate.reserve(c -> 'reserve', p_at, keys[ends[n] + 1 : ends[n + 1]]);
+    else
+      return next spendgate.settle((c ->> 'id')::uuid, c -> 'settle', p_at);
+    end if;
   end loop;
   -- The counters this batch made that no call charged (each was refused): a refused reserve changes no counter.
   if cardinality(created) > 0 then
-    delete from spendgate.counters c using unnest(created) k
-     where c.kind = k.kind and c.id = k.id and c.model = k.model
+    delete from spendgate.counters k using unnest(created) n
+     where k.kind = n.kind and k.id = n.id and k.model = n.model
        and not exists (select from spendgate.reservation_counters rc
-                        where rc.kind = c.kind and rc.id = c.id and rc.model = c.model);
+                        where rc.kind = k.kind and rc.id = k.id and rc.model = k.model);
   end if;
-end $$;
-
--- p_items: a JSON array of {id, body}, body a settle payload (see settle).
-create function spendgate.settle_batch(p_items jsonb, p_at timestamptz default null) returns setof jsonb
-language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
-declare
-  ids uuid[];
-  item jsonb;
-begin
-  perform set_config('lock_timeout', '500ms', true);
-  ids := array(select distinct (i ->> 'id')::uuid from jsonb_array_elements(p_items) i order by 1);
-  perform from spendgate.reservations where id = any (ids) order by id for update;
-  perform spendgate.lock_counters(spendgate.sorted_keys(array(
-    select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
-      from spendgate.reservation_counters rc where rc.reservation_id = any (ids))), null);
-  perform set_config('lock_timeout', '5s', true);
-  for item in select i from jsonb_array_elements(p_items) i loop
-    return next spendgate.settle((item ->> 'id')::uuid, item -> 'body', p_at);
-  end loop;
 end $$;

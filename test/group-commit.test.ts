@@ -1,5 +1,5 @@
-// Group commit on real Postgres: reserves and settles that arrive together share one transaction (reserve_batch,
-// settle_batch), and each is still applied exactly as it would be alone. Budgets admit exactly what fits, a failing
+// Group commit on real Postgres: reserves and settles that arrive together share one transaction (run_batch), and
+// each is still applied exactly as it would be alone. Budgets admit exactly what fits, a failing
 // call does not take its batch-mates down with it, and batches whose calls name the same scopes in any order never
 // deadlock.
 import postgres from 'postgres';
@@ -23,20 +23,25 @@ const payload = (scopes: Array<[string, string]>, cost: string, extra: Partial<R
   ...extra,
 });
 
-/** The database, counting the statements of each kind the ledger sends. */
+/** The database, counting the statements of each kind the ledger sends, and the batches that carried both kinds. */
 function counted(db: Queryable) {
-  const sent = { reserve: 0, reserveBatch: 0, settle: 0, settleBatch: 0 };
+  const sent = { reserve: 0, settle: 0, batch: 0, mixedBatch: 0 };
   const wrapped: Queryable = {
     query: (text, params) => {
-      if (text.includes('spendgate.reserve_batch(')) sent.reserveBatch += 1;
-      else if (text.includes('spendgate.reserve(')) sent.reserve += 1;
-      else if (text.includes('spendgate.settle_batch(')) sent.settleBatch += 1;
+      if (text.includes('spendgate.run_batch(')) {
+        sent.batch += 1;
+        const calls = JSON.parse(String(params![0])) as Array<Record<string, unknown>>;
+        if (calls.some((c) => 'reserve' in c) && calls.some((c) => 'settle' in c)) sent.mixedBatch += 1;
+      } else if (text.includes('spendgate.reserve(')) sent.reserve += 1;
       else if (text.includes('spendgate.settle(')) sent.settle += 1;
       return db.query(text, params);
     },
   };
   return { db: wrapped, sent };
 }
+
+/** run_batch's calls: each payload as a reserve. */
+const reserveCalls = (payloads: ReservePayload[]) => JSON.stringify(payloads.map((p) => ({ reserve: p })));
 
 describe.skipIf(!postgresUrl)('group commit on real Postgres', () => {
   let database: TestDatabase;
@@ -67,19 +72,20 @@ describe.skipIf(!postgresUrl)('group commit on real Postgres', () => {
     const refused = answers.filter((a) => (a.error as { type?: string } | undefined)?.type === 'budget_exceeded');
     expect(held).toHaveLength(70);
     expect(refused).toHaveLength(130);
-    expect(sent.reserveBatch).toBeGreaterThan(0);
-    expect(sent.reserve + sent.reserveBatch).toBeLessThan(200);
+    expect(sent.batch).toBeGreaterThan(0);
+    expect(sent.reserve + sent.batch).toBeLessThan(200);
+    const reserveBatches = sent.batch;
 
     const settled = await Promise.all(held.map((h) => ledger.settle(String(h.id), { cost: '0.0005', settle_hash: 'same' })));
     expect(settled.every((s) => s.status === 'settled' && s.actual_cost === '0.000500')).toBe(true);
-    expect(sent.settleBatch).toBeGreaterThan(0);
+    expect(sent.batch).toBeGreaterThan(reserveBatches);
     const [team] = await sql<{ spend: boolean; reserved: boolean; in_flight: number }[]>`
       select spend = 0.035 as spend, reserved = 0 as reserved, in_flight
         from spendgate.counters where kind = 'team' and id = 'gc-budget' and model = ''`;
     expect(team).toEqual({ spend: true, reserved: true, in_flight: 0 });
     await audit();
-    console.log(`group commit: 200 reserves at once sent as ${sent.reserveBatch} batches and ${sent.reserve} single calls, 70 admitted, ` +
-      `130 refused; 70 settles as ${sent.settleBatch} batches and ${sent.settle} single calls, each charged once; audit ok`);
+    console.log(`group commit: 200 reserves at once sent as ${reserveBatches} batches and ${sent.reserve} single calls, 70 admitted, ` +
+      `130 refused; 70 settles as ${sent.batch - reserveBatches} batches and ${sent.settle} single calls, each charged once; audit ok`);
   });
 
   it('a call whose statement fails is answered with its error; its batch-mates are applied, each once', async () => {
@@ -94,7 +100,7 @@ describe.skipIf(!postgresUrl)('group commit on real Postgres', () => {
     ];
     const outcomes = await Promise.allSettled(calls);
     expect(outcomes.map((o) => o.status)).toEqual([...Array(5).fill('fulfilled'), 'rejected', ...Array(5).fill('fulfilled')]);
-    expect(sent.reserveBatch).toBeGreaterThan(0);
+    expect(sent.batch).toBeGreaterThan(0);
     const [counts] = await sql<{ held: number; bad: number }[]>`
       select count(*) filter (where id like 'gc-good-%')::int as held, count(*) filter (where id = 'gc-bad')::int as bad
         from spendgate.counters where in_flight = 1`;
@@ -105,12 +111,12 @@ describe.skipIf(!postgresUrl)('group commit on real Postgres', () => {
   it('batches naming the same new scopes in opposite orders, from many connections at once, never deadlock', async () => {
     const round = async (r: number) => {
       const scopes = Array.from({ length: 6 }, (_, i) => ({ kind: 'user', id: `gc-order-${r}-${i}` }));
-      const items = (order: typeof scopes) => JSON.stringify(order.map((scope, i) =>
-        ({ ...payload([[scope.kind, scope.id], [order[(i + 1) % order.length]!.kind, order[(i + 1) % order.length]!.id]], '0.001') })));
+      const items = (order: typeof scopes) => reserveCalls(order.map((scope, i) =>
+        payload([[scope.kind, scope.id], [order[(i + 1) % order.length]!.kind, order[(i + 1) % order.length]!.id]], '0.001')));
       const forwards = items(scopes);
       const backwards = items([...scopes].reverse());
       await Promise.all(Array.from({ length: 8 }, (_, c) =>
-        sql`select count(*) from spendgate.reserve_batch(${c % 2 ? forwards : backwards}::text::jsonb, null)`));
+        sql`select count(*) from spendgate.run_batch(${c % 2 ? forwards : backwards}::text::jsonb, null)`));
     };
     for (let r = 0; r < 10; r++) await round(r);
     const [row] = await sql<{ holds: number }[]>`
@@ -120,11 +126,68 @@ describe.skipIf(!postgresUrl)('group commit on real Postgres', () => {
     console.log('group commit: 80 batches of 6 reserves naming new scopes in opposite orders, 8 connections at once: 0 deadlocks; audit ok');
   });
 
+  it('reserves and settles that arrive together share batches; each is applied once, and an unknown id is answered alone', async () => {
+    await sql`select spendgate.put_limit('team', 'gc-mixed', '{"max_budget": "1"}')`;
+    const { db, sent } = counted(database.db);
+    const ledger = createLedger(db, databaseClock, { maxBatch: 16, maxInFlight: 1 });
+    const first = await Promise.all(Array.from({ length: 30 }, (_, i) => ledger.reserve(payload([['team', 'gc-mixed'], ['key', `gc-mixed-${i}`]], '0.001'))));
+    expect(first.every((a) => typeof a.id === 'string')).toBe(true);
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    const [settles, reserves, stray] = await Promise.all([
+      Promise.allSettled(first.map((h) => ledger.settle(String(h.id), { cost: '0.0005', settle_hash: 'gc-mixed' }))),
+      Promise.all(Array.from({ length: 30 }, (_, i) => ledger.reserve(payload([['team', 'gc-mixed'], ['key', `gc-mixed-${i}`]], '0.002')))),
+      ledger.settle(unknown, { cost: '0.0005', settle_hash: 'gc-mixed' }).then(() => 'settled', (error: { type?: string }) => error.type),
+    ]);
+    expect(sent.mixedBatch).toBeGreaterThan(0);
+    expect(settles.map((s) => s.status === 'fulfilled' && s.value.status)).toEqual(Array(30).fill('settled'));
+    expect(reserves.every((a) => a.status === 'held')).toBe(true);
+    expect(stray).toBe('not_found');
+    const [team] = await sql<{ spend: string; reserved: string; in_flight: number; requests: number }[]>`
+      select spend::text, reserved::text, in_flight, requests_cur + requests_prev as requests
+        from spendgate.counters where kind = 'team' and id = 'gc-mixed' and model = ''`;
+    expect(team).toEqual({ spend: '0.0150', reserved: '0.060', in_flight: 30, requests: 60 });
+    await audit();
+    console.log(`group commit: 30 settles and 30 reserves at once on one team, ${sent.mixedBatch} of ${sent.batch} batches carrying both; ` +
+      'each applied once; audit ok');
+  });
+
+  it('batches settling holds on one set of scopes while reserving on another, from many connections at once, never deadlock', async () => {
+    // Connections of one parity reserve on group a's scopes (half of them in the opposite order) and settle holds on
+    // group b's, the others the other way round: each batch needs counters that the other parity's batches hold.
+    const group = (name: string) => Array.from({ length: 4 }, (_, i) => ({ kind: 'user', id: `gc-churn-${name}-${i}` }));
+    const groups = [group('a'), group('b')];
+    const reserves = (order: Array<{ kind: string; id: string }>) => order.map((scope, i) =>
+      ({ reserve: payload([[scope.kind, scope.id], [order[(i + 1) % order.length]!.kind, order[(i + 1) % order.length]!.id]], '0.001') }));
+    let held: string[][] = Array.from({ length: 8 }, () => []);
+    for (let r = 0; r < 10; r++) {
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, c) => {
+        const mine = groups[c % 2]!;
+        // The holds of two connections of the other parity, each of which another connection settles too (a replay).
+        const settles = [...held[(c + 1) % 8]!, ...held[(c + 3) % 8]!].map((id) => ({ settle: { cost: '0.0005', settle_hash: 'churn' }, id }));
+        const calls = [...reserves(c % 4 < 2 ? mine : [...mine].reverse()), ...settles];
+        return sql<{ result: { id?: string; status?: string } }[]>`
+          select result from spendgate.run_batch(${JSON.stringify(calls)}::text::jsonb, null) as result`;
+      }));
+      const results = answers.map((rows) => rows.map((row) => row.result));
+      expect(results.flat().filter((a) => a.status === 'settled')).toHaveLength(2 * held.flat().length);
+      held = results.map((rows) => rows.filter((a) => a.status === 'held').map((a) => a.id!));
+      expect(held.flat()).toHaveLength(8 * 4);
+    }
+    const [row] = await sql<{ settled: number; live: number }[]>`
+      select count(*) filter (where r.status = 'settled')::int as settled, count(*) filter (where r.status = 'held')::int as live
+        from spendgate.reservations r
+       where exists (select from spendgate.reservation_counters rc where rc.reservation_id = r.id and rc.id like 'gc-churn-%')`;
+    expect(row).toEqual({ settled: 9 * 8 * 4, live: 8 * 4 });
+    await audit();
+    console.log('group commit: 80 batches, each reserving on one set of scopes and settling on the other, 8 connections at once: ' +
+      '0 deadlocks; audit ok');
+  });
+
   it('a batch of reserves on scopes never seen, all refused, leaves no counter behind', async () => {
     await sql`select spendgate.put_limit('org', 'gc-closed', '{"max_budget": "0"}')`;
-    const items = JSON.stringify(Array.from({ length: 4 }, (_, i) => payload([['org', 'gc-closed'], ['user', `gc-ghost-${i}`]], '0.001')));
+    const items = reserveCalls(Array.from({ length: 4 }, (_, i) => payload([['org', 'gc-closed'], ['user', `gc-ghost-${i}`]], '0.001')));
     const answers = await sql<{ result: { error?: { type: string } } }[]>`
-      select result from spendgate.reserve_batch(${items}::text::jsonb, null) as result`;
+      select result from spendgate.run_batch(${items}::text::jsonb, null) as result`;
     expect(answers.map((a) => a.result.error?.type)).toEqual(Array(4).fill('budget_exceeded'));
     const [row] = await sql<{ ghosts: number }[]>`select count(*)::int as ghosts from spendgate.counters where id like 'gc-ghost-%'`;
     expect(row!.ghosts).toBe(0);
