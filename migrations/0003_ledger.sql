@@ -944,14 +944,20 @@ begin
 end $$;
 
 -- A sweeper pass inside the database, as sweepDue() runs one from outside: batches of 100, each committed on its
--- own so that no batch holds many scopes' counters for long, until one comes back short or 500 have run. For
--- pg_cron (0006), which runs it as a statement of its own (CALL), so that it may commit between batches.
+-- own so that no batch holds many scopes' counters for long, until one comes back short or 500 have run; after each
+-- full batch it sleeps as long as the batch took, as sweepDue() waits, so that a large sweep keeps at most half of
+-- one backend's time busy and leaves the rest to live traffic. For pg_cron (0006), which runs it as a statement of
+-- its own (CALL), so that it may commit between batches.
 create procedure spendgate.sweep_due()
 language plpgsql as $$
+declare
+  started timestamptz;
 begin
   for batch in 1 .. 500 loop
+    started := clock_timestamp();
     exit when spendgate.sweep(null, 100) < 100;
     commit;
+    perform pg_sleep(extract(epoch from clock_timestamp() - started)::double precision);
   end loop;
 end $$;
 
