@@ -28,12 +28,12 @@ import {
   adminGet, baselineDriver, createBaselineTables, groupCommitEnv, holdCost, httpDriver, inProcessDriver, settleCost, type Tokens,
 } from './service/drivers.ts';
 import { cpuWindow } from './service/cpu.ts';
-import { type Driver, type Phase, sleep, startClosedLoop, startOpenLoop, timed, type Workload } from './service/load.ts';
+import { type Driver, percentiles, type Phase, sleep, startClosedLoop, startOpenLoop, timed, type Workload } from './service/load.ts';
 import {
   type ClosedLoopRow, closedLoopTable, type DriverName, type HalfPeakRow, halfPeakTable, scalingLine, type SweepReport,
   sweepLines, targetLines, type TargetResult, targets,
 } from './service/report.ts';
-import { type ServerProcess, startServer } from './service/server.ts';
+import { loggedReserveDurations, type ServerProcess, serverLogEnd, startServer } from './service/server.ts';
 
 const SPREAD_KEYS = 10_000;
 // Large enough that no pair of a whole run is refused: the bench measures admission, not refusal.
@@ -120,7 +120,10 @@ async function run(bench: BenchDatabase): Promise<void> {
   const halfPeak: HalfPeakRow[] = [];
   for (const workload of workloads) {
     const peak = Math.max(...rows.filter((r) => r.workload === workload.name && r.driver === 'http').map((r) => r.pairsPerSecond));
-    halfPeak.push({ workload: workload.name, rate: peak / 2, ...(await openLoop(sql, server, workload, peak / 2)) });
+    const logStart = serverLogEnd();
+    const measured = await openLoop(sql, server, workload, peak / 2);
+    const serverReserve = percentiles(loggedReserveDurations(logStart, measured.measuredFrom, measured.seconds));
+    halfPeak.push({ workload: workload.name, rate: peak / 2, ...measured, serverReserve });
     log(`half peak ${workload.name}: reserve p99 ${halfPeak.at(-1)!.reserve.p99.toFixed(2)} ms`);
   }
   const spreadRate = halfPeak.find((r) => r.workload === 'spread')!.rate;
@@ -164,6 +167,8 @@ function printReport(machine: Machine, rows: ClosedLoopRow[], halfPeak: HalfPeak
   console.log(`Pools: the baseline's postgres.js pool, the in-process app's and the server's SPENDGATE_POOL_SIZE are all ` +
     `min(clients, ${MAX_POOL}). Pairs hold ${holdCost} and settle ${settleCost}; no model, so no tokenizer. CPU: bench is ` +
     `this process (load generator, plus the app in process), server the HTTP server process, rest everything else (Postgres). ` +
+    `The server's request log goes to bench-results/server.log; "in the server" is the reserves' time as it logs them (the app's ` +
+    `time, without HTTP or this process). ` +
     `Group commit: ${Object.entries(groupCommitEnv).map(([name, value]) => `${name}=${value}`).join(', ') || 'the defaults'}.\n`);
   console.log('## Closed loop: N clients, each reserve then settle back to back\n');
   console.log(closedLoopTable(rows) + '\n');

@@ -31,6 +31,8 @@ export interface Percentiles {
 }
 
 export interface Measured {
+  /** When measuring began (ms since the epoch), and for how long. */
+  measuredFrom: number;
   seconds: number;
   pairs: number;
   pairsPerSecond: number;
@@ -142,6 +144,7 @@ async function runPair(driver: Driver, target: Target, recorder: Recorder): Prom
 class Recorder {
   measuring = false;
   private startedAt = 0;
+  private startedAtEpoch = 0;
   private readonly reserve: number[] = [];
   private readonly settle: number[] = [];
   private errors = 0;
@@ -150,6 +153,7 @@ class Recorder {
   start(): void {
     this.measuring = true;
     this.startedAt = performance.now();
+    this.startedAtEpoch = Date.now();
   }
 
   reserved(ms: number): void {
@@ -170,6 +174,7 @@ class Recorder {
     this.measuring = false;
     const seconds = (performance.now() - this.startedAt) / 1000;
     return {
+      measuredFrom: this.startedAtEpoch,
       seconds,
       pairs: this.settle.length,
       pairsPerSecond: this.settle.length / seconds,

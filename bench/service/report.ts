@@ -1,6 +1,6 @@
 // What the bench prints and writes: the figures, and the issue's targets as pass/fail lines beside them.
 import type { CpuUse } from './cpu.ts';
-import type { Phase } from './load.ts';
+import type { Percentiles, Phase } from './load.ts';
 
 export type DriverName = 'baseline' | 'in-process' | 'http';
 
@@ -18,6 +18,8 @@ export interface HalfPeakRow extends Phase {
   workload: string;
   /** Pairs per second asked for: half the best HTTP rate this workload reached. */
   rate: number;
+  /** The same reserves as the server's request log timed them: the app's time, without HTTP or the load generator. */
+  serverReserve: Percentiles;
 }
 
 export interface SweepReport {
@@ -60,13 +62,14 @@ export function closedLoopTable(rows: ClosedLoopRow[]): string {
 
 export function halfPeakTable(rows: HalfPeakRow[]): string {
   const lines = [
-    `| workload | asked pairs/s | done pairs/s | reserve p50 / p95 / p99 ms | settle p50 / p95 / p99 ms | start lag p99 ms | errors | ${cpuHeading} |`,
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| workload | asked pairs/s | done pairs/s | reserve p50 / p95 / p99 ms | in the server p50 / p95 / p99 ms | settle p50 / p95 / p99 ms | start lag p99 ms | errors | ${cpuHeading} |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const row of rows) {
     lines.push(
       `| ${row.workload} | ${rate(row.rate)} | ${rate(row.pairsPerSecond)} | ` +
         `${ms(row.reserve.p50)} / ${ms(row.reserve.p95)} / ${ms(row.reserve.p99)} | ` +
+        `${ms(row.serverReserve.p50)} / ${ms(row.serverReserve.p95)} / ${ms(row.serverReserve.p99)} | ` +
         `${ms(row.settle.p50)} / ${ms(row.settle.p95)} / ${ms(row.settle.p99)} | ${ms(row.startLag?.p99 ?? NaN)} | ${row.errors} | ` +
         `${cpuCells(row.cpu)} |`,
     );

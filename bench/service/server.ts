@@ -11,6 +11,32 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
+/** Where serverLog ends now: what a server writes after this goes past it. */
+export function serverLogEnd(): number {
+  return statSync(serverLog).size;
+}
+
+/** The durations (ms) the server logged for its reserves (POST /v1/reservations) that ended from `from` for `seconds`,
+ * among the lines it wrote past byte `start` of serverLog: the app's own time, without HTTP or the load generator. */
+export function loggedReserveDurations(start: number, from: number, seconds: number): number[] {
+  const end = serverLogEnd();
+  const text = Buffer.alloc(end - start);
+  const file = openSync(serverLog, 'r');
+  try {
+    readSync(file, text, 0, text.length, start);
+  } finally {
+    closeSync(file);
+  }
+  const durations: number[] = [];
+  for (const line of text.toString().split('\n')) {
+    if (!line.includes('"route":"/v1/reservations"')) continue;
+    const entry = JSON.parse(line) as { time: string; method: string; duration_ms: number };
+    const at = Date.parse(entry.time);
+    if (entry.method === 'POST' && at >= from && at <= from + seconds * 1000) durations.push(entry.duration_ms);
+  }
+  return durations;
+}
+
 const root = fileURLToPath(new URL('../..', import.meta.url));
 /** Where the servers' stdout (the request log, a line per request) goes, appended run after run. */
 export const serverLog = fileURLToPath(new URL('../../bench-results/server.log', import.meta.url));
