@@ -31,7 +31,7 @@ export async function sweepDue(ledger: Pick<Ledger, 'sweepBatch'>, batchSize = s
     const count = await ledger.sweepBatch(batchSize);
     expired += count;
     if (count < batchSize) return { expired, complete: true };
-    await wait(performance.now() - started);
+    if (batch + 1 < maxBatches) await wait(performance.now() - started);
   }
   return { expired, complete: false };
 }

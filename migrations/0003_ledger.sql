@@ -957,7 +957,9 @@ begin
     started := clock_timestamp();
     exit when spendgate.sweep(null, 100) < 100;
     commit;
-    perform pg_sleep(extract(epoch from clock_timestamp() - started)::double precision);
+    if batch < 500 then
+      perform pg_sleep(extract(epoch from clock_timestamp() - started)::double precision);
+    end if;
   end loop;
 end $$;
 

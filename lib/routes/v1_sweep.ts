@@ -21,8 +21,8 @@ const definition = (method: 'get' | 'post') =>
     path: '/v1/sweep',
     summary: 'Expire every held reservation past its expires_at',
     description:
-      'Returns each stale hold to its scopes, in batches of 100 (one transaction each, with a pause after each as long ' +
-      'as it took, so that a large sweep leaves the database to live traffic half the time). Safe to run from many ' +
+      'Returns each stale hold to its scopes, in batches of 100 (one transaction each, then a pause as long as it took, ' +
+      'so that a large sweep keeps its connection busy half the time at most). Safe to run from many ' +
       'places at once: a batch skips the rows another sweeper holds. `complete` is false when more than 50 000 were ' +
       'due and a further call should follow. Then delivers the budget events due to SPENDGATE_WEBHOOK_URL (see ' +
       '`webhooks`). GET is for Vercel Cron.',

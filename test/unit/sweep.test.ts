@@ -24,6 +24,13 @@ describe('sweepDue', () => {
     for (const ms of waits) expect(ms).toBeGreaterThanOrEqual(25);
   });
 
+  it('stops after 500 full batches, with no wait after the last, and says more are due', async () => {
+    let waits = 0;
+    const result = await sweepDue(slowLedger(Array(600).fill(10), 0), 10, async () => { waits += 1; });
+    expect(result).toEqual({ expired: 5000, complete: false });
+    expect(waits).toBe(499);
+  });
+
   it('does not wait when the first batch is short', async () => {
     const waits: number[] = [];
     expect(await sweepDue(slowLedger([3], 1), 100, async (ms) => { waits.push(ms); })).toEqual({ expired: 3, complete: true });
