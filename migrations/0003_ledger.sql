@@ -988,6 +988,7 @@ declare
   -- The reserves' keys one after the other; call n's (counting from 1) are keys[ends[n] + 1 : ends[n + 1]].
   keys spendgate.counter_key[] := '{}';
   ends integer[] := '{0}';
+  model text;
   created spendgate.counter_key[];
 begin
   perform set_config('lock_timeout', '500ms', true);
@@ -1003,8 +1004,13 @@ begin
   end if;
   for c in select i -> 'reserve' from jsonb_array_elements(p_calls) i loop
     if c is not null then
-      keys := keys || spendgate.reserve_keys(c, (select m.name from spendgate.find_model(c ->> 'model') m
-                                                   where c ->> 'model' is not null));
+      -- As reserve finds its model: a branch rather than a filter on the lookup, whose plan Postgres would otherwise
+      -- make again at every call (the plan for a null model is cheaper than the generic one).
+      model := null;
+      if c ->> 'model' is not null then
+        select m.name into model from spendgate.find_model(c ->> 'model') m;
+      end if;
+      keys := keys || spendgate.reserve_keys(c, model);
     end if;
     ends := ends || cardinality(keys);
   end loop;

@@ -183,6 +183,21 @@ describe.skipIf(!postgresUrl)('group commit on real Postgres', () => {
       '0 deadlocks; audit ok');
   });
 
+  it('a batch finds each reserve\'s model in the price table as a lone reserve does, and charges that model\'s limit', async () => {
+    // Asked as a bare name, found under its provider's prefix: the limit is on the price table's name.
+    await sql`select spendgate.put_model('openai/gc-model', '{"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}')`;
+    await sql`select spendgate.put_limit('key', 'gc-model-key', '{"max_budget": "10", "models": {"openai/gc-model": {"max_budget": "0.0025"}}}')`;
+    const items = reserveCalls([
+      ...Array.from({ length: 4 }, () => payload([['key', 'gc-model-key']], '0.001', { model: 'gc-model' })),
+      payload([['key', 'gc-model-key']], '0.001'),
+    ]);
+    const answers = await sql<{ result: { status?: string; error?: { type: string; scope: { model?: string } } } }[]>`
+      select result from spendgate.run_batch(${items}::text::jsonb, null) as result`;
+    expect(answers.map((a) => a.result.status ?? `${a.result.error?.type} on ${a.result.error?.scope.model}`))
+      .toEqual(['held', 'held', 'budget_exceeded on openai/gc-model', 'budget_exceeded on openai/gc-model', 'held']);
+    await audit();
+  });
+
   it('a batch of reserves on scopes never seen, all refused, leaves no counter behind', async () => {
     await sql`select spendgate.put_limit('org', 'gc-closed', '{"max_budget": "0"}')`;
     const items = reserveCalls(Array.from({ length: 4 }, (_, i) => payload([['org', 'gc-closed'], ['user', `gc-ghost-${i}`]], '0.001')));
