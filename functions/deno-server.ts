@@ -10,6 +10,7 @@ await runLocalServer({
   readMigrations,
   listen: (fetch, hostname, port) =>
     new Promise((resolve) => {
+      // The request alone: Deno's second argument is its connection info, the app's is its bindings.
       const server = Deno.serve({ hostname, port, onListen: (address) => resolve({ port: address.port, close: () => server.shutdown() }) },
                                  (request) => fetch(request));
     }),

@@ -105,7 +105,7 @@ export function inProcessDriver(url: string, pool: number, tokens: Tokens): Driv
   const db = postgresDatabase(url, { max: pool });
   const config = loadConfig({ ...groupCommitEnv, SPENDGATE_ADMIN_TOKEN: tokens.admin, SPENDGATE_SERVICE_TOKEN: tokens.service },
                             { allowGeneratedTokens: false });
-  // The request log line is still built; only its write is dropped (the server process writes it to a pipe).
+  // The request log line is still built; only its write is dropped (the server process writes it to a file).
   const app = createApp({ db, config, logRequest: () => {} });
   const headers = { authorization: `Bearer ${tokens.service}`, 'content-type': 'application/json' };
   const utf8 = new TextEncoder();

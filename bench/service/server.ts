@@ -11,24 +11,32 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
+const root = fileURLToPath(new URL('../..', import.meta.url));
+/** Where the servers' stdout (the request log, a line per request) goes, appended run after run. */
+export const serverLog = fileURLToPath(new URL('../../bench-results/server.log', import.meta.url));
+
 /** Where serverLog ends now: what a server writes after this goes past it. */
 export function serverLogEnd(): number {
   return statSync(serverLog).size;
 }
 
-/** The durations (ms) the server logged for its reserves (POST /v1/reservations) that ended from `from` for `seconds`,
- * among the lines it wrote past byte `start` of serverLog: the app's own time, without HTTP or the load generator. */
-export function loggedReserveDurations(start: number, from: number, seconds: number): number[] {
-  const end = serverLogEnd();
-  const text = Buffer.alloc(end - start);
+/** Up to `length` bytes of serverLog from byte `start`. */
+function readServerLog(start: number, length: number): string {
+  const text = Buffer.alloc(length);
   const file = openSync(serverLog, 'r');
   try {
-    readSync(file, text, 0, text.length, start);
+    return text.subarray(0, readSync(file, text, 0, length, start)).toString();
   } finally {
     closeSync(file);
   }
+}
+
+/** The durations (ms) the server logged for its reserves (POST /v1/reservations) that ended from `from` for `seconds`,
+ * among the lines it wrote past byte `start` of serverLog: the app's own time, without HTTP or the load generator. */
+export function loggedReserveDurations(start: number, from: number, seconds: number): number[] {
   const durations: number[] = [];
-  for (const line of text.toString().split('\n')) {
+  // The last piece is empty, or a line still being written.
+  for (const line of readServerLog(start, serverLogEnd() - start).split('\n').slice(0, -1)) {
     if (!line.includes('"route":"/v1/reservations"')) continue;
     const entry = JSON.parse(line) as { time: string; method: string; duration_ms: number };
     const at = Date.parse(entry.time);
@@ -36,10 +44,6 @@ export function loggedReserveDurations(start: number, from: number, seconds: num
   }
   return durations;
 }
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
-/** Where the servers' stdout (the request log, a line per request) goes, appended run after run. */
-export const serverLog = fileURLToPath(new URL('../../bench-results/server.log', import.meta.url));
 
 /** `node --import tsx functions/node-server.ts` on a port the OS picks (PORT=0), with a pool of `pool` and the
  * bench's group-commit settings (no other SPENDGATE_ variable of the caller's); resolves once it has logged its
@@ -64,7 +68,7 @@ export async function startServer(url: string, pool: number, tokens: Tokens): Pr
   };
   mkdirSync(dirname(serverLog), { recursive: true });
   const log = openSync(serverLog, 'a');
-  const logStart = statSync(serverLog).size;
+  const logStart = serverLogEnd();
   // node itself rather than the tsx command, so that the signal reaches the server and not a wrapper.
   const child = spawn(process.execPath, ['--import', 'tsx', 'functions/node-server.ts'], { cwd: root, env, stdio: ['ignore', log, 'pipe'] });
   closeSync(log);
@@ -75,15 +79,7 @@ export async function startServer(url: string, pool: number, tokens: Tokens): Pr
     if (errors.length < 64 * 1024) errors += chunk.toString();
   });
   // What this server has written so far (its first 64 KiB, from where the file ended when it started), then its stderr.
-  const output = () => {
-    const head = Buffer.alloc(64 * 1024);
-    const file = openSync(serverLog, 'r');
-    try {
-      return `${head.subarray(0, readSync(file, head, 0, head.length, logStart)).toString()}${errors}`;
-    } finally {
-      closeSync(file);
-    }
-  };
+  const output = () => `${readServerLog(logStart, 64 * 1024)}${errors}`;
   let gone = false;
   void exited.then(() => {
     gone = true;

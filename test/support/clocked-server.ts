@@ -4,7 +4,7 @@ import { listen } from '../../functions/node/request-listener.ts';
 import { clockedApp } from './clocked-app.ts';
 
 const app = clockedApp(process.env);
-const server = await listen((request, bindings) => app.fetch(request, bindings), '127.0.0.1', Number(process.env.PORT ?? 0));
+const server = await listen(app.fetch, '127.0.0.1', Number(process.env.PORT ?? 0));
 console.log(`listening on ${server.port}`);
 process.on('SIGTERM', () => {
   void server.close();
