@@ -1,13 +1,16 @@
 // Where the CPU went during a measured window: the whole machine (os.cpus()), this process (the load generator, and
 // the app too when it runs in process), the server process (Linux /proc), and the rest, which on a machine doing
 // nothing else is Postgres. Busy near 100% means the run was CPU-bound; well below it, something waited (a lock,
-// a commit's flush, a round trip).
+// a commit's flush, a round trip). On a virtual machine, also the share of time the host gave the cores to someone
+// else (steal): latencies measured while it is high are the host's as much as the service's.
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 
 export interface CpuUse {
   /** Busy share of all cores over the window. */
   busyPercent: number;
+  /** Share of the window the hypervisor ran something else on these cores (Linux's steal time); null off Linux. */
+  stolenPercent: number | null;
   /** CPU milliseconds per completed pair. */
   perPair: { machine: number; bench: number; server: number | null; rest: number };
 }
@@ -15,6 +18,7 @@ export interface CpuUse {
 interface Totals {
   machineBusy: number;
   machineAll: number;
+  stolen: number | null;
   bench: number;
   server: number | null;
 }
@@ -35,6 +39,16 @@ function processCpuMs(pid: number): number | null {
   }
 }
 
+/** CPU ms all cores were stolen since boot (the 8th number of /proc/stat's cpu line), or null where there is none. */
+function stolenMs(): number | null {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+    return fields[0] === 'cpu' && fields.length > 8 ? (Number(fields[8]) * 1000) / ticksPerSecond : null;
+  } catch {
+    return null;
+  }
+}
+
 function totals(serverPid: number | null): Totals {
   let machineBusy = 0;
   let machineAll = 0;
@@ -44,7 +58,7 @@ function totals(serverPid: number | null): Totals {
     machineAll += busy + times.idle;
   }
   const self = process.cpuUsage();
-  return { machineBusy, machineAll, bench: (self.user + self.system) / 1000, server: serverPid === null ? null : processCpuMs(serverPid) };
+  return { machineBusy, machineAll, stolen: stolenMs(), bench: (self.user + self.system) / 1000, server: serverPid === null ? null : processCpuMs(serverPid) };
 }
 
 /** Starts a window; the function it returns ends it, and the window's use is then divided by `pairs`. */
@@ -57,8 +71,11 @@ export function cpuWindow(serverPid: number | null): () => (pairs: number) => Cp
       const bench = to.bench - from.bench;
       const server = to.server === null || from.server === null ? null : to.server - from.server;
       const per = (ms: number) => ms / Math.max(pairs, 1);
+      const stolen = to.stolen === null || from.stolen === null ? null : to.stolen - from.stolen;
       return {
         busyPercent: (100 * machine) / (to.machineAll - from.machineAll),
+        // os.cpus() leaves steal out of its times: the window's whole is theirs plus the stolen.
+        stolenPercent: stolen === null ? null : (100 * stolen) / (to.machineAll - from.machineAll + stolen),
         perPair: { machine: per(machine), bench: per(bench), server: server === null ? null : per(server), rest: per(machine - bench - (server ?? 0)) },
       };
     };

@@ -40,8 +40,8 @@ export interface TargetResult {
 
 const ms = (value: number) => (Number.isNaN(value) ? '-' : value.toFixed(value < 10 ? 2 : 1));
 const rate = (value: number) => Math.round(value).toLocaleString('en-US');
-const cpuCells = ({ busyPercent, perPair }: CpuUse) =>
-  `${Math.round(busyPercent)}% | ${perPair.machine.toFixed(1)} = ${perPair.bench.toFixed(1)} + ${perPair.server?.toFixed(1) ?? '-'} + ${perPair.rest.toFixed(1)}`;
+const cpuCells = ({ busyPercent, stolenPercent, perPair }: CpuUse) =>
+  `${Math.round(busyPercent)}%${stolenPercent === null ? '' : `, ${stolenPercent.toFixed(1)}% stolen`} | ${perPair.machine.toFixed(1)} = ${perPair.bench.toFixed(1)} + ${perPair.server?.toFixed(1) ?? '-'} + ${perPair.rest.toFixed(1)}`;
 const cpuHeading = 'CPU busy | CPU ms/pair = bench + server + rest';
 
 export function closedLoopTable(rows: ClosedLoopRow[]): string {
