@@ -48,6 +48,15 @@ function orThrow(result: Json): Json {
   return result;
 }
 
+/**
+ * A reserve's, a settle's or a batch's JSON, padded with spaces to 1 KiB. postgres.js holds a message shorter than
+ * 1 KiB until the event loop's check phase (setImmediate), to send it together with others; a lone call or a small
+ * batch then waited, with the database idle, for everything else the server did in that turn of the loop. At half
+ * the bench's peak that was 2–5 ms at the median and halved reserve latency throughout. Spaces are JSON whitespace:
+ * Postgres reads the same value, and PGlite and the Neon driver get a few hundred bytes more.
+ */
+const jsonSentAtOnce = (value: unknown): string => JSON.stringify(value).padEnd(1024);
+
 /** Every call on its own, at once: what a caller that has not configured group commit gets. */
 const oneByOne: GroupCommitOptions = { maxBatch: 1, maxInFlight: Infinity };
 
@@ -65,11 +74,11 @@ export function createLedger(db: Queryable, clock: Clock, grouping: GroupCommitO
   };
   const batched = groupCommit(
     (one: Call) => 'reserve' in one
-      ? call('select spendgate.reserve($1::text::jsonb, $2::timestamptz) as result', [JSON.stringify(one.reserve), at()])
-      : call('select spendgate.settle($1::uuid, $2::text::jsonb, $3::timestamptz) as result', [one.id, JSON.stringify(one.settle), at()]),
+      ? call('select spendgate.reserve($1::text::jsonb, $2::timestamptz) as result', [jsonSentAtOnce(one.reserve), at()])
+      : call('select spendgate.settle($1::uuid, $2::text::jsonb, $3::timestamptz) as result', [one.id, jsonSentAtOnce(one.settle), at()]),
     async (calls) => {
       const rows = await db.query<{ result: Json }>('select result from spendgate.run_batch($1::text::jsonb, $2::timestamptz) as result',
-                                                    [JSON.stringify(calls), at()]);
+                                                    [jsonSentAtOnce(calls), at()]);
       if (rows.length !== calls.length) throw new Error(`${rows.length} results for ${calls.length} calls from spendgate.run_batch`);
       return rows.map((row) => row.result);
     },
@@ -80,7 +89,7 @@ export function createLedger(db: Queryable, clock: Clock, grouping: GroupCommitO
     reserve: (payload: ReservePayload) => batched({ reserve: payload }),
     /** What reserve would answer, with nothing written. */
     checkReserve: (payload: ReservePayload) =>
-      call('select spendgate.check_reserve($1::text::jsonb, $2::timestamptz) as result', [JSON.stringify(payload), at()]),
+      call('select spendgate.check_reserve($1::text::jsonb, $2::timestamptz) as result', [jsonSentAtOnce(payload), at()]),
     settle: async (id: string, payload: SettlePayload) => orThrow(await batched({ settle: payload, id })),
     release: async (id: string) =>
       orThrow(await call('select spendgate.release($1::uuid, $2::timestamptz) as result', [id, at()])),

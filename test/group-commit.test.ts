@@ -2,10 +2,12 @@
 // each is still applied exactly as it would be alone. Budgets admit exactly what fits, a failing
 // call does not take its batch-mates down with it, and batches whose calls name the same scopes in any order never
 // deadlock.
+import { Socket } from 'node:net';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { databaseClock } from '../lib/clock.ts';
 import type { Queryable } from '../lib/db.ts';
+import { postgresDatabase } from '../lib/db/postgres.ts';
 import { createLedger, type ReservePayload } from '../lib/ledger.ts';
 import { freshDatabase, postgresUrl, type TestDatabase } from './support/databases.ts';
 
@@ -195,6 +197,50 @@ describe.skipIf(!postgresUrl)('group commit on real Postgres', () => {
       select result from spendgate.run_batch(${items}::text::jsonb, null) as result`;
     expect(answers.map((a) => a.result.status ?? `${a.result.error?.type} on ${a.result.error?.scope.model}`))
       .toEqual(['held', 'held', 'budget_exceeded on openai/gc-model', 'budget_exceeded on openai/gc-model', 'held']);
+    await audit();
+  });
+
+  it('a lone reserve, a lone settle and a batch are written to the database at once, not at the event loop\'s next turn', async () => {
+    // postgres.js holds a message under 1 KiB until setImmediate; the ledger pads its calls' JSON past that (see
+    // jsonSentAtOnce). Each statement is marked by an immediate scheduled as it is sent: its socket write must come first.
+    // One connection: a statement never waits for a connection to open.
+    const db = postgresDatabase(database.url!, { max: 1 });
+    const events: string[] = [];
+    const marked: Queryable = {
+      query: (text, params) => {
+        const name = /spendgate\.(\w+)\(/.exec(text)![1]!;
+        events.push(`sent ${name}`);
+        setImmediate(() => events.push(`next turn after ${name}`));
+        return db.query(text, params);
+      },
+    };
+    const ledger = createLedger(marked, databaseClock, { maxBatch: 16, maxInFlight: 1 });
+    const hold = async () => String((await ledger.reserve(payload([['key', 'gc-at-once']], '0.001'))).id);
+    // A settle, then three reserves at once: the first goes alone, the two that arrive while it runs go as a batch.
+    const round = async (id: string) => {
+      await ledger.settle(id, { cost: '0.0005', settle_hash: 'at-once' });
+      return (await Promise.all([hold(), hold(), hold()]))[0];
+    };
+    // A statement's first use on a connection prepares it (Parse, Describe), which postgres.js sends at its own pace.
+    const id = await round(await hold());
+    events.length = 0;
+    const write = Socket.prototype.write;
+    Socket.prototype.write = function (this: Socket, ...args: unknown[]) {
+      events.push('written');
+      return (write as (...a: unknown[]) => boolean).apply(this, args);
+    };
+    try {
+      await round(id);
+    } finally {
+      Socket.prototype.write = write;
+      await db.close();
+    }
+    const sent = events.filter((event) => event.startsWith('sent '));
+    expect(sent).toEqual(['sent settle', 'sent reserve', 'sent run_batch']);
+    for (const event of sent) {
+      const at = events.indexOf(event);
+      expect(events.slice(at + 1, at + 3)).toEqual(['written', `next turn after ${event.slice(5)}`]);
+    }
     await audit();
   });
 
