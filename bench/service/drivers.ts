@@ -1,10 +1,10 @@
 // The three ways a pair is driven: the minimal raw-SQL baseline over postgres.js, the app's fetch called in this
 // process, and the server process over keep-alive HTTP. Amounts are decimal strings throughout.
-import { Agent, request } from 'node:http';
 import postgres from 'postgres';
 import { createApp } from '../../lib/app.ts';
 import { loadConfig } from '../../lib/config.ts';
 import { postgresDatabase } from '../../lib/db/postgres.ts';
+import { type Answer, httpClient } from './http-client.ts';
 import type { Driver, Target } from './load.ts';
 
 /** What every pair holds and then settles. */
@@ -77,11 +77,6 @@ export function baselineDriver(url: string, pool: number): Driver {
 }
 
 
-interface Answer {
-  status: number;
-  text: string;
-}
-
 type Post = (path: string, body: string) => Promise<Answer>;
 
 /** Reserve and settle as a gateway calls them: no model (the tokenizer stays out), a caller estimate instead. */
@@ -116,23 +111,11 @@ export function inProcessDriver(url: string, pool: number, tokens: Tokens): Driv
   }, () => db.close());
 }
 
-/** The server process over keep-alive HTTP/1.1, one connection per client at most. */
+/** The server process over keep-alive HTTP/1.1 (bench/service/http-client.ts), one connection per client at most. */
 export function httpDriver(base: string, connections: number, token: string): Driver {
-  const agent = new Agent({ keepAlive: true, maxSockets: connections });
-  const { hostname, port } = new URL(base);
-  const post: Post = (path, body) =>
-    new Promise((resolve, reject) => {
-      const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
-      const sent = request({ agent, hostname, port, path, method: 'POST', headers }, (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
-        response.on('error', reject);
-      });
-      sent.on('error', reject);
-      sent.end(body);
-    });
-  return serviceDriver(post, async () => agent.destroy());
+  const client = httpClient(base, connections);
+  const authorization = `Bearer ${token}`;
+  return serviceDriver((path, body) => client.post(path, body, authorization), async () => client.close());
 }
 
 /** GET with the admin token (the audit). */
