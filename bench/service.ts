@@ -182,36 +182,40 @@ function printReport(machine: Machine, rows: ClosedLoopRow[], halfPeak: HalfPeak
   console.log(`----  scaling (no threshold set): ${clientCounts.length > 1 ? scalingLine(rows) : 'one client count measured; pass --clients 1,16,64,256'}`);
 }
 
-/** The three drivers on both workloads at `clients`, the server started for its turn only (and the others' pools
- * closed by then), so that no two pools hold connections at once. */
+/** The three drivers at `clients`, a workload at a time: its baseline, then the server over HTTP, then the app in
+ * process, so that the ratio the targets read compares phases seconds apart, not a minute (this host's speed has
+ * drifted by a third within minutes). The server runs for its phase only, and each driver's pool is closed before
+ * the next one opens, so that no two pools hold connections at once. */
 async function closedLoopRound(url: string, sql: postgres.Sql, clients: number): Promise<ClosedLoopRow[]> {
   const pool = poolFor(clients);
-  const measured: Array<{ driver: DriverName; workload: string; result: Phase }> = [];
-  const drive = async (driverName: DriverName, driver: Driver, serverPid: number | null = null) => {
-    try {
-      for (const workload of workloads) {
+  const rows: ClosedLoopRow[] = [];
+  for (const workload of workloads) {
+    const measured: Array<{ driver: DriverName; result: Phase }> = [];
+    const drive = async (driverName: DriverName, driver: Driver, serverPid: number | null = null) => {
+      try {
         await vacuumAnalyze(sql);
         const result = await timed(startClosedLoop(driver, workload, clients), warmup, seconds, serverPid);
-        measured.push({ driver: driverName, workload: workload.name, result });
+        measured.push({ driver: driverName, result });
         log(`${clients} clients, ${driverName} ${workload.name}: ${Math.round(result.pairsPerSecond)} pairs/s` +
           (result.errors ? `, ${result.errors} errors (${result.firstError})` : ''));
+      } finally {
+        await driver.close();
       }
+    };
+    await drive('baseline', baselineDriver(url, pool));
+    const server = await serverOn(url, pool);
+    try {
+      await drive('http', httpDriver(server.base, clients, tokens.service), server.pid);
     } finally {
-      await driver.close();
+      await stopServer(server);
     }
-  };
-  await drive('baseline', baselineDriver(url, pool));
-  await drive('in-process', inProcessDriver(url, pool, tokens));
-  const server = await serverOn(url, pool);
-  try {
-    await drive('http', httpDriver(server.base, clients, tokens.service), server.pid);
-  } finally {
-    await stopServer(server);
+    await drive('in-process', inProcessDriver(url, pool, tokens));
+    const baseline = measured.find((m) => m.driver === 'baseline')!.result.pairsPerSecond;
+    for (const { driver, result } of measured) {
+      rows.push({ workload: workload.name, driver, clients, pool, ...result, ratioToBaseline: result.pairsPerSecond / baseline });
+    }
   }
-  const baseline = (workload: string) => measured.find((m) => m.driver === 'baseline' && m.workload === workload)!.result.pairsPerSecond;
-  return measured.map(({ driver, workload, result }) => ({
-    workload, driver, clients, pool, ...result, ratioToBaseline: result.pairsPerSecond / baseline(workload),
-  }));
+  return rows;
 }
 
 async function serverOn(url: string, pool: number): Promise<ServerProcess> {
