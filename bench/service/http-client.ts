@@ -2,7 +2,8 @@
 // request written as one string and the answer read by Content-Length or chunks. With node:http's client (an
 // Agent, a ClientRequest and an IncomingMessage with their streams per request) the load generator took 0.33-0.45
 // ms of CPU per pair at 600 pairs/s, with this one 0.21-0.24: on 2 cores, CPU taken from the server and Postgres
-// it measures, and time its own event loop adds to every latency it records.
+// it measures, and time its own event loop adds to every latency it records. undici's Pool was no cheaper than
+// node:http here (135-148 µs per request against a trivial server at 1,200 a second; node:http 140-148, this 90-106).
 import { connect, type Socket } from 'node:net';
 
 export interface Answer {
