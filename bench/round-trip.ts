@@ -1,7 +1,8 @@
 /**
  * What the machine charges for a round trip between two processes, at several rates: a one-byte echo over loopback
  * TCP between this process and a child, paced by a timer as the service bench's open loop paces its pairs. Prints
- * the CPU each side and the whole machine (Linux /proc) spent per round trip. On a machine where waking a sleeping
+ * the CPU each side and the whole machine spent per round trip, measured as the service bench measures it
+ * (bench/service/cpu.ts). On a machine where waking a sleeping
  * process is cheap, the figures hardly change with the rate; where it is dear (a virtual machine whose idle cores
  * must be woken by the hypervisor), a round trip at a low rate costs several times one at a high rate, and so does
  * every request of the service, which is why its CPU per pair rises as the load falls (README, Performance).
@@ -9,9 +10,9 @@
  * Run: npm run bench:round-trip [-- --seconds 3]
  */
 import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
+import { cpuWindow } from './service/cpu.ts';
 
 // The last is more than one connection's round trips can do here: one after the other, as fast as they go.
 const rates = [100, 300, 1000, 100_000];
@@ -37,11 +38,12 @@ if (process.argv[2] === 'echo') {
     console.log('| round trips / s asked | done | this process µs | echo process µs | whole machine µs |');
     console.log('|---:|---:|---:|---:|---:|');
     for (const rate of rates) {
-      const before = { self: processCpuMs(process.pid), echo: processCpuMs(child.pid!), machine: machineBusyMs() };
+      // The service bench's CPU window: "bench" is this process, "server" the echo process.
+      const window = cpuWindow(child.pid!);
       const done = await echoAt(socket, rate, seconds);
-      const per = (after: number, start: number) => ((after - start) * 1000 / done).toFixed(0);
-      console.log(`| ${rate} | ${Math.round(done / seconds)} | ${per(processCpuMs(process.pid), before.self)} | ` +
-        `${per(processCpuMs(child.pid!), before.echo)} | ${per(machineBusyMs(), before.machine)} |`);
+      const { perPair } = window()(done);
+      const us = (ms: number | null) => (ms === null ? '-' : (ms * 1000).toFixed(0));
+      console.log(`| ${rate} | ${Math.round(done / seconds)} | ${us(perPair.bench)} | ${us(perPair.server)} | ${us(perPair.machine)} |`);
     }
     socket.destroy();
   } finally {
@@ -68,18 +70,4 @@ function echoAt(socket: Socket, rate: number, seconds: number): Promise<number> 
     };
     next();
   });
-}
-
-/** CPU ms of a process (user + system), from /proc/<pid>/stat in ticks of 10 ms. */
-function processCpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-/** CPU ms all cores spent on anything but idling, waiting for I/O and the hypervisor's other guests (steal), from
- * /proc/stat. */
-function machineBusyMs(): number {
-  const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
-  const [user, nice, system, , , irq, softirq] = ticks.map(Number);
-  return (user! + nice! + system! + irq! + softirq!) * 10;
 }
