@@ -114,9 +114,9 @@ export function httpClient(base: string, connections: number) {
   const { hostname, port, host } = new URL(base);
   const idle: Connection[] = [];
   const waiting: Array<() => void> = [];
-  let open = 0;
-  let closed = false;
+  // Every connection open, idle or busy.
   const all = new Set<Connection>();
+  let closed = false;
   const release = (connection: Connection) => {
     const next = waiting.shift();
     idle.push(connection);
@@ -124,7 +124,6 @@ export function httpClient(base: string, connections: number) {
   };
   const forget = (connection: Connection) => {
     if (!all.delete(connection)) return;
-    open -= 1;
     const at = idle.indexOf(connection);
     if (at >= 0) idle.splice(at, 1);
     waiting.shift()?.();
@@ -134,8 +133,7 @@ export function httpClient(base: string, connections: number) {
       if (closed) throw new Error('the client is closed');
       const connection = idle.pop();
       if (connection) return connection;
-      if (open < connections) {
-        open += 1;
+      if (all.size < connections) {
         const made = new Connection(hostname, Number(port), release, forget);
         all.add(made);
         return made;
