@@ -362,30 +362,40 @@ begin
   return lims;
 end $$;
 
--- Applies one change to each of these (locked) counters, as charged() computes it, and returns them changed.
-create function spendgate.charge_states(p_ctrs spendgate.counters[], p_lims spendgate.scope_limit[], p_at timestamptz,
-                                        d_spend numeric default 0, d_reserved numeric default 0,
-                                        d_in_flight integer default 0, d_requests integer default 0,
-                                        d_tokens spendgate.token_counts default row(0, 0, 0),
-                                        p_token_window timestamptz default null)
-returns spendgate.counters[] language plpgsql as $$
+-- One change applied to each of these counters, as charged() computes it; nothing is written (write_counters()).
+create function spendgate.charged_states(p_ctrs spendgate.counters[], p_lims spendgate.scope_limit[], p_at timestamptz,
+                                         d_spend numeric default 0, d_reserved numeric default 0,
+                                         d_in_flight integer default 0, d_requests integer default 0,
+                                         d_tokens spendgate.token_counts default row(0, 0, 0),
+                                         p_token_window timestamptz default null)
+returns spendgate.counters[] language plpgsql stable as $$
 declare
-  c spendgate.counters;
   result spendgate.counters[] := '{}';
 begin
   for i in 1 .. coalesce(cardinality(p_ctrs), 0) loop
-    c := spendgate.charged(p_ctrs[i], p_lims[i], p_at, d_spend, d_reserved, d_in_flight, d_requests, d_tokens,
-                           p_token_window);
-    update spendgate.counters
-       set period_start = c.period_start, spend = c.spend, reserved = c.reserved, in_flight = c.in_flight,
-           window_start = c.window_start, requests_cur = c.requests_cur, requests_prev = c.requests_prev,
-           tokens_cur = c.tokens_cur, tokens_prev = c.tokens_prev, itokens_cur = c.itokens_cur,
-           itokens_prev = c.itokens_prev, otokens_cur = c.otokens_cur, otokens_prev = c.otokens_prev
-     where kind = c.kind and id = c.id and model = c.model;
-    result := result || c;
+    result := result || spendgate.charged(p_ctrs[i], p_lims[i], p_at, d_spend, d_reserved, d_in_flight, d_requests,
+                                          d_tokens, p_token_window);
   end loop;
   return result;
 end $$;
+
+-- Stores these (locked) counters' states, all in one statement; returns how many rows it wrote.
+create function spendgate.write_counters(p_ctrs spendgate.counters[]) returns integer
+language plpgsql as $$
+declare
+  written integer;
+begin
+  update spendgate.counters c
+     set period_start = n.period_start, spend = n.spend, reserved = n.reserved, in_flight = n.in_flight,
+         window_start = n.window_start, requests_cur = n.requests_cur, requests_prev = n.requests_prev,
+         tokens_cur = n.tokens_cur, tokens_prev = n.tokens_prev, itokens_cur = n.itokens_cur,
+         itokens_prev = n.itokens_prev, otokens_cur = n.otokens_cur, otokens_prev = n.otokens_prev
+    from unnest(p_ctrs) n
+   where c.kind = n.kind and c.id = n.id and c.model = n.model;
+  get diagnostics written = row_count;
+  return written;
+end $$;
+
 
 -- What a counter shows a caller: its limit, its usage now, and what remains.
 create function spendgate.usage_json(c spendgate.counters, l spendgate.scope_limit, p_at timestamptz)

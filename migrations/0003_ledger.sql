@@ -18,6 +18,11 @@
 -- Locks, always in this order: an idempotency key's advisory lock, then a reservation row, then counter rows in
 -- sorted_keys() order. A call that needs a row out of that order (reserve expiring someone else's stale hold)
 -- takes it with SKIP LOCKED, never waiting, so no cycle can form.
+--
+-- A function whose result is used is called in an assignment (`x := f(...)`), not as `select ... into ... from
+-- f(...)` or `perform f(...)`: plpgsql evaluates an assignment's plain expression itself, while a query starts the
+-- executor (and a function in FROM goes through a tuplestore). On the reserve + settle path that saved 3 to 7% of
+-- the backend's CPU.
 
 create function spendgate.allowed_transition(p_from text, p_to text) returns boolean
 language sql immutable as $$
@@ -293,18 +298,35 @@ begin
                 order by rc.kind collate "C", rc.id collate "C", rc.model collate "C");
 end $$;
 
--- Applies a hold's end (or a late charge) to every counter it charged (p_keys, when the caller has them) and returns
--- them changed, with their limits. The counters must already be locked.
+-- Applies a hold's end (or a late charge) to every counter it charged and returns them changed, with their limits;
+-- writes them unless p_write is false (a batch, which writes its counters once). The counters must already be
+-- locked. p_keys are their keys, when the caller has them; p_ctrs their states, when the caller has them as locked
+-- and unchanged since (with p_keys); p_lims their limits, when the caller has those too.
 create function spendgate.charge_counters(r spendgate.reservations, p_at timestamptz, d_spend numeric,
                                           d_reserved numeric, d_in_flight integer, d_tokens spendgate.token_counts,
                                           p_keys spendgate.counter_key[] default null,
+                                          p_ctrs spendgate.counters[] default null,
+                                          p_lims spendgate.scope_limit[] default null,
+                                          p_write boolean default true,
                                           out ctrs spendgate.counters[], out lims spendgate.scope_limit[])
 language plpgsql as $$
+declare
+  states record;
+  written integer;
 begin
-  select s.ctrs, s.lims into ctrs, lims
-    from spendgate.counter_states(coalesce(p_keys, spendgate.reservation_keys(r.id))) s;
-  ctrs := spendgate.charge_states(ctrs, lims, p_at, d_spend => d_spend, d_reserved => d_reserved,
-                                  d_in_flight => d_in_flight, d_tokens => d_tokens, p_token_window => r.window_start);
+  if p_ctrs is not null then
+    ctrs := p_ctrs;
+    lims := coalesce(p_lims, spendgate.limits_of(p_keys));
+  else
+    states := spendgate.counter_states(coalesce(p_keys, spendgate.reservation_keys(r.id)));
+    ctrs := states.ctrs;
+    lims := states.lims;
+  end if;
+  ctrs := spendgate.charged_states(ctrs, lims, p_at, d_spend => d_spend, d_reserved => d_reserved,
+                                   d_in_flight => d_in_flight, d_tokens => d_tokens, p_token_window => r.window_start);
+  if p_write then
+    written := spendgate.write_counters(ctrs);
+  end if;
   -- The charge lands in each counter's current period; the audit looks for it there. A counter without periods
   -- keeps the null its link was made with, so when none of them has a period there is nothing to write.
   if r.status = 'settled' and exists (select from unnest(ctrs) c where c.period_start is not null) then
@@ -330,15 +352,16 @@ begin
   return r;
 end $$;
 
--- Locks a reservation and its counters; keys are its counters' keys, in lock order, for the caller to pass on.
--- r is null when the reservation is unknown.
-create function spendgate.lock_reservation(p_id uuid, out r spendgate.reservations, out keys spendgate.counter_key[])
+-- Locks a reservation and its counters; keys are its counters' keys, in lock order, and ctrs the counters as
+-- locked, for the caller to pass on. r is null when the reservation is unknown.
+create function spendgate.lock_reservation(p_id uuid, out r spendgate.reservations, out keys spendgate.counter_key[],
+                                           out ctrs spendgate.counters[])
 language plpgsql as $$
 begin
   select * into r from spendgate.reservations where id = p_id for update;
   if not found then return; end if;
   keys := spendgate.reservation_keys(r.id);
-  perform spendgate.lock_counters(keys, null);
+  ctrs := (spendgate.lock_counters(keys, null)).ctrs;
 end $$;
 
 -- A held reservation past its expiry is expired, and is written so before anything else happens to it.
@@ -426,7 +449,7 @@ language plpgsql stable as $$
 declare
   states record;
 begin
-  select s.ctrs, s.lims into states from spendgate.counter_states(p_keys) s;
+  states := spendgate.counter_states(p_keys);
   return spendgate.scopes_json(p_keys, states.ctrs, states.lims, p_at);
 end $$;
 
@@ -467,11 +490,12 @@ end $$;
 
 -- Records the budget thresholds these (locked, just changed) counters have reached, once per counter and period:
 -- soft_budget, 80% and 100% of max_budget, measured on spend + reserved so that a burst of long calls raises
--- them before it has spent.
+-- them before it has spent. Returns how many it recorded.
 create function spendgate.record_thresholds(p_ctrs spendgate.counters[], p_lims spendgate.scope_limit[],
-                                            p_at timestamptz) returns void
+                                            p_at timestamptz) returns integer
 language plpgsql as $$
 declare
+  recorded integer := 0;
   ctr spendgate.counters;
   l spendgate.scope_limit;
   t record;
@@ -497,8 +521,10 @@ begin
                                  'spend', spendgate.money(ctr.spend), 'reserved', spendgate.money(ctr.reserved),
                                  'budget_duration', l.budget_duration, 'period_start', spendgate.iso(ctr.period_start)))
       on conflict do nothing;
+      recorded := recorded + (case when found then 1 else 0 end);
     end loop;
   end loop;
+  return recorded;
 end $$;
 
 -- Keeps a refused reserve's answer (a day, see sweep) for its idempotency key, and records a budget refusal as an
@@ -589,11 +615,25 @@ end $$;
 
 -- Reserve: p = {scopes: [{kind, id}], model, request_estimate, caller_estimate, ttl_seconds, idempotency_key,
 -- request_hash, fallback_hold, max_hold, tpm_count}. Checks and charges every counter all or nothing: the scopes,
--- the model limits that apply, and the scopes' budget windows. p_keys: what reserve_keys() gives for p, when the
--- caller has them already (run_batch, which has locked them).
-create function spendgate.reserve(p jsonb, p_at timestamptz default null, p_keys spendgate.counter_key[] default null)
-returns jsonb
+-- the model limits that apply, and the scopes' budget windows.
+create function spendgate.reserve(p jsonb, p_at timestamptz default null) returns jsonb
 language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
+begin
+  return (spendgate.reserve_with(p, p_at)).answer;
+end $$;
+
+-- Reserve's body, run under its caller's settings (reserve's, run_batch's). p_keys: what reserve_keys() gives for
+-- p, when the caller has them (run_batch, which has locked them). Alone (p_ctrs null), it locks its counters and
+-- writes them. In a batch, p_ctrs and p_lims are its counters as the batch holds them (changed by the batch's
+-- earlier calls), and it writes no counter: ctrs are them changed, for the batch to write once. There, a reserve
+-- that would be refused, or that replays an earlier one, answers null instead, with nothing written: a refusal first
+-- expires the stale holds on its counters, and a replay shows its counters as they stand, so the batch runs it
+-- alone.
+create function spendgate.reserve_with(p jsonb, p_at timestamptz, p_keys spendgate.counter_key[] default null,
+                                       p_ctrs spendgate.counters[] default null,
+                                       p_lims spendgate.scope_limit[] default null,
+                                       out answer jsonb, out ctrs spendgate.counters[])
+language plpgsql as $$
 declare
   v_at timestamptz;
   v_key text := p ->> 'idempotency_key';
@@ -611,7 +651,10 @@ declare
   v_ctrs spendgate.counters[];
   v_lims spendgate.scope_limit[];
   v_ctr spendgate.counters;
+  v_locked record;
   v_refusal jsonb;
+  v_thresholds integer;
+  v_written integer;
   v_id uuid := gen_random_uuid();
   v_row spendgate.reservations;
 begin
@@ -620,25 +663,32 @@ begin
     perform pg_advisory_xact_lock(hashtextextended('spendgate.idempotency:' || v_key, 0));
     select * into v_existing from spendgate.reservations where idempotency_key = v_key;
     if found then
+      if p_ctrs is not null then
+        return;  -- for the batch to run alone: nothing is written yet
+      end if;
       if v_existing.request_hash is distinct from p ->> 'request_hash' then
-        return spendgate.error('conflict',
+        answer := spendgate.error('conflict',
           format('idempotency_key %s was already used with a different request body (reservation %s). Use a new key for a new request.',
                  v_key, v_existing.id),
           jsonb_build_object('idempotency_key', v_key, 'reservation_id', v_existing.id));
+        return;
       end if;
       v_at := spendgate.clock(p_at);
-      return spendgate.reservation_json(v_existing, v_at)
+      answer := spendgate.reservation_json(v_existing, v_at)
              || jsonb_build_object('replayed', true,
                                    'scopes', spendgate.scopes_json(spendgate.reservation_keys(v_existing.id), v_at));
+      return;
     end if;
     select * into v_refused from spendgate.refusals where idempotency_key = v_key;
     if found then
       if v_refused.request_hash is distinct from p ->> 'request_hash' then
-        return spendgate.error('conflict',
+        answer := spendgate.error('conflict',
           format('idempotency_key %s was already used with a different request body (refused). Use a new key for a new request.', v_key),
           jsonb_build_object('idempotency_key', v_key));
+        return;
       end if;
-      return v_refused.answer || jsonb_build_object('replayed', true);
+      answer := v_refused.answer || jsonb_build_object('replayed', true);
+      return;
     end if;
   end if;
 
@@ -650,16 +700,25 @@ begin
                               (p ->> 'fallback_hold')::numeric, (p ->> 'max_hold')::numeric);
   if v_est ->> 'cost' is null then
     -- Only when unknown models are rejected (SPENDGATE_UNKNOWN_MODEL_HOLD=reject): otherwise the fallback holds.
-    return spendgate.error('invalid_request',
+    answer := spendgate.error('invalid_request',
       format('Model %s %s, and models without a price are rejected (SPENDGATE_UNKNOWN_MODEL_HOLD=reject). Add its prices with PUT /v1/models/{name} or give estimate.cost.',
              p ->> 'model', case when v_model is null then 'is not in the price table' else 'has no price for this request' end),
       jsonb_build_object('issues', jsonb_build_array(jsonb_build_object(
         'path', 'model', 'message', case when v_model is null then 'not in the price table' else 'no price for this request' end))));
+    return;
   end if;
 
   v_keys := coalesce(p_keys, spendgate.reserve_keys(p, v_model));
-  select l.created, l.ctrs into v_created, v_ctrs from spendgate.lock_counters(v_keys, p_at) l;
-  v_lims := spendgate.limits_of(v_keys);
+  if p_ctrs is null then
+    v_locked := spendgate.lock_counters(v_keys, p_at);
+    v_created := v_locked.created;
+    v_ctrs := v_locked.ctrs;
+    v_lims := spendgate.limits_of(v_keys);
+  else
+    v_created := '{}';
+    v_ctrs := p_ctrs;
+    v_lims := p_lims;
+  end if;
   -- Never before a rate window already counted on these counters (a time injected before the lock wait, see
   -- clock()): the hold then counts in the window its reservation records, which is what the audit checks.
   v_at := spendgate.clock(p_at);
@@ -671,8 +730,13 @@ begin
   v_tokens := spendgate.hold_tokens(v_hold);
   v_cost := spendgate.fitted_cost(v_ctrs, v_lims, (v_est ->> 'cost')::numeric, v_at);
   v_refusal := spendgate.first_refusal(v_ctrs, v_lims, v_cost, v_tokens, v_at);
+  if v_refusal is not null and p_ctrs is not null then
+    return;  -- for the batch to run alone: nothing is written yet
+  end if;
   if v_refusal is not null and spendgate.expire_stale(v_keys, v_at) > 0 then
-    select s.ctrs, s.lims into v_ctrs, v_lims from spendgate.counter_states(v_keys) s;
+    v_locked := spendgate.counter_states(v_keys);
+    v_ctrs := v_locked.ctrs;
+    v_lims := v_locked.lims;
     v_cost := spendgate.fitted_cost(v_ctrs, v_lims, (v_est ->> 'cost')::numeric, v_at);
     v_refusal := spendgate.first_refusal(v_ctrs, v_lims, v_cost, v_tokens, v_at);
   end if;
@@ -684,7 +748,8 @@ begin
        where c.kind = k.kind and c.id = k.id and c.model = k.model;
     end if;
     perform spendgate.record_refusal(p, v_refusal, v_at);
-    return v_refusal;
+    answer := v_refusal;
+    return;
   end if;
 
   insert into spendgate.reservations (id, status, model, model_entry, reserved_cost, reserved_tokens,
@@ -706,11 +771,15 @@ begin
   returning * into v_row;
   insert into spendgate.reservation_counters (reservation_id, kind, id, model)
   select v_id, k.kind, k.id, k.model from unnest(v_keys) k;
-  v_ctrs := spendgate.charge_states(v_ctrs, v_lims, v_at, d_reserved => v_cost, d_in_flight => 1, d_requests => 1,
-                                    d_tokens => v_tokens);
-  perform spendgate.record_thresholds(v_ctrs, v_lims, v_at);
+  v_ctrs := spendgate.charged_states(v_ctrs, v_lims, v_at, d_reserved => v_cost, d_in_flight => 1, d_requests => 1,
+                                     d_tokens => v_tokens);
+  if p_ctrs is null then
+    v_written := spendgate.write_counters(v_ctrs);
+  end if;
+  ctrs := v_ctrs;
+  v_thresholds := spendgate.record_thresholds(v_ctrs, v_lims, v_at);
 
-  return spendgate.reservation_json(v_row, v_at, v_keys)
+  answer := spendgate.reservation_json(v_row, v_at, v_keys)
          || jsonb_build_object('scopes', spendgate.scopes_json(v_keys, v_ctrs, v_lims, v_at));
 end $$;
 
@@ -770,6 +839,20 @@ end $$;
 -- went back at expiry. The actual tokens replace the held ones in the rate window the hold was counted in.
 create function spendgate.settle(p_id uuid, p jsonb, p_at timestamptz default null) returns jsonb
 language plpgsql set lock_timeout = '5s' set enable_seqscan = off as $$
+begin
+  return (spendgate.settle_with(p_id, p, p_at)).answer;
+end $$;
+
+-- Settle's body, run under its caller's settings (settle's, run_batch's). Alone (p_ctrs null), it locks the
+-- reservation and its counters and writes them. In a batch (run_batch), which has locked both, p_keys, p_ctrs and
+-- p_lims are the reservation's counters as the batch holds them (none for an unknown id), and it writes no counter:
+-- ctrs are them changed (null: unchanged), for the batch to write once. There, a settle of a hold past its expiry
+-- answers null instead, with nothing written: the expiry is written first, so the batch runs it alone.
+create function spendgate.settle_with(p_id uuid, p jsonb, p_at timestamptz, p_keys spendgate.counter_key[] default null,
+                                      p_ctrs spendgate.counters[] default null,
+                                      p_lims spendgate.scope_limit[] default null,
+                                      out answer jsonb, out ctrs spendgate.counters[])
+language plpgsql as $$
 declare
   v_at timestamptz;
   r spendgate.reservations;
@@ -781,28 +864,49 @@ declare
   v_late boolean;
   v_locked record;
   v_keys spendgate.counter_key[];
+  v_ctrs spendgate.counters[];
   v_states record;
+  v_thresholds integer;
+  v_was text;
 begin
-  select l.r, l.keys into v_locked from spendgate.lock_reservation(p_id) l;
-  r := v_locked.r;
-  v_keys := v_locked.keys;
+  if p_ctrs is null then
+    v_locked := spendgate.lock_reservation(p_id);
+    r := v_locked.r;
+    v_keys := v_locked.keys;
+    v_ctrs := v_locked.ctrs;
+  else
+    select * into r from spendgate.reservations where id = p_id;
+    v_keys := p_keys;
+    v_ctrs := p_ctrs;
+  end if;
   if r.id is null then
-    return spendgate.error('not_found', format('No reservation %s.', p_id));
+    answer := spendgate.error('not_found', format('No reservation %s.', p_id));
+    return;
   end if;
   v_at := spendgate.clock(p_at);
+  if p_ctrs is not null and r.status = 'held' and r.expires_at <= v_at then
+    return;  -- for the batch to run alone: nothing is written yet
+  end if;
+  v_was := r.status;
   r := spendgate.expired_if_due(r, v_at);
+  if r.status <> v_was then
+    v_ctrs := null;  -- the expiry just written changed them
+  end if;
   if r.status = 'settled' then
     if r.settle_hash is distinct from p ->> 'settle_hash' then
-      return spendgate.error('conflict',
+      answer := spendgate.error('conflict',
         format('Reservation %s was already settled with a different body (actual_cost %s); a settle is charged once.',
                r.id, spendgate.money(r.actual_cost)), jsonb_build_object('status', r.status));
+      return;
     end if;
-    return spendgate.settle_json(r, v_at, v_keys) || jsonb_build_object('replayed', true);
+    answer := spendgate.settle_json(r, v_at, v_keys) || jsonb_build_object('replayed', true);
+    return;
   end if;
   if r.status = 'released' then
-    return spendgate.error('conflict',
+    answer := spendgate.error('conflict',
       format('Reservation %s was released; a released reservation cannot be settled.', r.id),
       jsonb_build_object('status', r.status));
+    return;
   end if;
 
   if p ->> 'cost' is not null then
@@ -833,14 +937,15 @@ begin
          usage = p -> 'usage', cost_source = v_source, settle_hash = p ->> 'settle_hash'
    where id = r.id returning * into r;
   if v_late then
-    v_states := spendgate.charge_counters(r, v_at, v_cost, 0, 0, v_tokens, v_keys);
+    v_states := spendgate.charge_counters(r, v_at, v_cost, 0, 0, v_tokens, v_keys, v_ctrs, p_lims, p_ctrs is null);
   else
     v_states := spendgate.charge_counters(r, v_at, v_cost, -r.reserved_cost, -1,
       row(v_tokens.tokens - r.reserved_tokens, v_input - r.reserved_input_tokens,
-          v_output - r.reserved_output_tokens)::spendgate.token_counts, v_keys);
+          v_output - r.reserved_output_tokens)::spendgate.token_counts, v_keys, v_ctrs, p_lims, p_ctrs is null);
   end if;
-  perform spendgate.record_thresholds(v_states.ctrs, v_states.lims, v_at);
-  return spendgate.settle_json(r, v_at, v_keys);
+  ctrs := v_states.ctrs;
+  v_thresholds := spendgate.record_thresholds(v_states.ctrs, v_states.lims, v_at);
+  answer := spendgate.settle_json(r, v_at, v_keys);
 end $$;
 
 create function spendgate.settle_json(r spendgate.reservations, p_at timestamptz,
@@ -862,7 +967,7 @@ declare
   r spendgate.reservations;
   v_locked record;
 begin
-  select l.r, l.keys into v_locked from spendgate.lock_reservation(p_id) l;
+  v_locked := spendgate.lock_reservation(p_id);
   r := v_locked.r;
   if r.id is null then
     return spendgate.error('not_found', format('No reservation %s.', p_id));
@@ -875,7 +980,9 @@ begin
              r.id, spendgate.money(r.actual_cost)), jsonb_build_object('status', r.status));
   end if;
   if r.status = 'held' then
-    perform spendgate.charge_counters(r, v_at, 0, -r.reserved_cost, -1, spendgate.held_tokens_back(r), v_locked.keys);
+    -- Still held, so not expired just now: its counters are as locked.
+    perform spendgate.charge_counters(r, v_at, 0, -r.reserved_cost, -1, spendgate.held_tokens_back(r), v_locked.keys,
+                                      v_locked.ctrs);
     update spendgate.reservations set status = 'released', released_at = v_at where id = r.id returning * into r;
   end if;
   return spendgate.reservation_json(r, v_at, v_locked.keys)
@@ -890,7 +997,7 @@ declare
   r spendgate.reservations;
   v_locked record;
 begin
-  select l.r, l.keys into v_locked from spendgate.lock_reservation(p_id) l;
+  v_locked := spendgate.lock_reservation(p_id);
   r := v_locked.r;
   if r.id is null then
     return spendgate.error('not_found', format('No reservation %s.', p_id));
@@ -976,6 +1083,15 @@ end $$;
 -- 5 s: a batch must not keep its calls waiting long behind one row that another transaction holds. Nothing here
 -- catches an error: when a lock is not had in time or one call fails, the whole batch rolls back, and the server
 -- runs its calls again one by one, each in a transaction of its own.
+--
+-- The batch reads its counters and their limits once, as it locks them, and keeps them as its calls change them:
+-- each call gets its own counters' states from the batch and hands them back changed (reserve_with, settle_with),
+-- and the batch writes every changed counter once, at the end, in one statement. Read, locked and written call by
+-- call, a hot counter took a new row version per call, and a reserve + settle cost the backend a third more CPU on
+-- a hot team budget (1.02 against 0.77 ms, in batches of 16) and an eighth more on a spread of keys (0.70 against
+-- 0.62 ms). A call that must go through the table (a reserve that would be refused expires stale holds first; a
+-- settle of a hold past its expiry writes the expiry first; an idempotent replay shows its counters) runs alone,
+-- between the batch writing its counters and reading them again.
 
 -- Its statements, and those of the calls it makes, run with generic plans only. Postgres otherwise plans a
 -- statement for its parameters' values at each call for as long as that plan is estimated cheaper than the generic
@@ -994,8 +1110,29 @@ declare
   -- The reserves' keys one after the other; call n's (counting from 1) are keys[ends[n] + 1 : ends[n + 1]].
   keys spendgate.counter_key[] := '{}';
   ends integer[] := '{0}';
+  -- The settled reservations' keys likewise: settle_ids[j]'s are settle_keys[settle_ends[j] + 1 : settle_ends[j + 1]].
+  settle_ids uuid[] := '{}';
+  settle_keys spendgate.counter_key[] := '{}';
+  settle_ends integer[] := '{0}';
+  link record;
   model text;
   created spendgate.counter_key[];
+  -- Every counter of the batch in lock order, as it stands (the table's state, changed by the calls so far), its
+  -- limit, and whether a call has changed it since the table was last written.
+  all_keys spendgate.counter_key[];
+  all_ctrs spendgate.counters[];
+  all_lims spendgate.scope_limit[];
+  changed boolean[];
+  locked record;
+  -- One call's counters, where they are among all_keys, and what it answered.
+  call_key spendgate.counter_key;
+  slot integer;
+  call_keys spendgate.counter_key[];
+  pos integer[];
+  ctrs spendgate.counters[];
+  lims spendgate.scope_limit[];
+  done record;
+  written integer;
 begin
   perform set_config('lock_timeout', '500ms', true);
   for h in
@@ -1007,6 +1144,16 @@ begin
   ids := array(select distinct (i ->> 'id')::uuid from jsonb_array_elements(p_calls) i where i ? 'settle' order by 1);
   if cardinality(ids) > 0 then
     perform from spendgate.reservations where id = any (ids) order by id for update;
+    for link in
+      select rc.reservation_id,
+             array_agg(row(rc.kind, rc.id, rc.model)::spendgate.counter_key
+                       order by rc.kind collate "C", rc.id collate "C", rc.model collate "C") as keys
+        from spendgate.reservation_counters rc where rc.reservation_id = any (ids) group by rc.reservation_id
+    loop
+      settle_ids := settle_ids || link.reservation_id;
+      settle_keys := settle_keys || link.keys;
+      settle_ends := settle_ends || cardinality(settle_keys);
+    end loop;
   end if;
   for c in select i -> 'reserve' from jsonb_array_elements(p_calls) i loop
     if c is not null then
@@ -1020,18 +1167,57 @@ begin
     end if;
     ends := ends || cardinality(keys);
   end loop;
-  created := (spendgate.lock_counters(spendgate.sorted_keys(keys || array(
-    select row(rc.kind, rc.id, rc.model)::spendgate.counter_key
-      from spendgate.reservation_counters rc where rc.reservation_id = any (ids))), p_at)).created;
+  all_keys := spendgate.sorted_keys(keys || settle_keys);
+  locked := spendgate.lock_counters(all_keys, p_at);
+  created := locked.created;
+  all_ctrs := locked.ctrs;
+  all_lims := spendgate.limits_of(all_keys);
+  changed := array_fill(false, array[cardinality(all_keys)]);
   perform set_config('lock_timeout', '5s', true);
+
   for n in 1 .. jsonb_array_length(p_calls) loop
     c := p_calls -> (n - 1);
     if c ? 'reserve' then
-      return next spendgate.reserve(c -> 'reserve', p_at, keys[ends[n] + 1 : ends[n + 1]]);
+      call_keys := keys[ends[n] + 1 : ends[n + 1]];
     else
-      return next spendgate.settle((c ->> 'id')::uuid, c -> 'settle', p_at);
+      slot := array_position(settle_ids, (c ->> 'id')::uuid);
+      call_keys := case when slot is null then '{}' else settle_keys[settle_ends[slot] + 1 : settle_ends[slot + 1]] end;
+    end if;
+    pos := '{}';
+    ctrs := '{}';
+    lims := '{}';
+    foreach call_key in array call_keys loop
+      slot := array_position(all_keys, call_key);
+      pos := pos || slot;
+      ctrs := ctrs || all_ctrs[slot];
+      lims := lims || all_lims[slot];
+    end loop;
+    if c ? 'reserve' then
+      done := spendgate.reserve_with(c -> 'reserve', p_at, call_keys, ctrs, lims);
+    else
+      done := spendgate.settle_with((c ->> 'id')::uuid, c -> 'settle', p_at, call_keys, ctrs, lims);
+    end if;
+    if done.answer is not null then
+      if done.ctrs is not null then
+        for x in 1 .. cardinality(pos) loop
+          all_ctrs[pos[x]] := done.ctrs[x];
+          changed[pos[x]] := true;
+        end loop;
+      end if;
+      return next done.answer;
+    else
+      -- The call alone, on the table: the batch's changes written first, and the counters read again after.
+      written := spendgate.write_changed(all_ctrs, changed);
+      if c ? 'reserve' then
+        return next (spendgate.reserve_with(c -> 'reserve', p_at, call_keys)).answer;
+      else
+        return next spendgate.settle((c ->> 'id')::uuid, c -> 'settle', p_at);
+      end if;
+      all_ctrs := (spendgate.lock_counters(all_keys, p_at)).ctrs;
+      changed := array_fill(false, array[cardinality(all_keys)]);
     end if;
   end loop;
+  written := spendgate.write_changed(all_ctrs, changed);
   -- The counters this batch made that no call charged (each was refused): a refused reserve changes no counter.
   if cardinality(created) > 0 then
     delete from spendgate.counters k using unnest(created) n
@@ -1039,4 +1225,18 @@ begin
        and not exists (select from spendgate.reservation_counters rc
                         where rc.kind = k.kind and rc.id = k.id and rc.model = k.model);
   end if;
+end $$;
+
+-- Writes the counters marked changed (run_batch); returns how many.
+create function spendgate.write_changed(p_ctrs spendgate.counters[], p_changed boolean[]) returns integer
+language plpgsql as $$
+declare
+  changed spendgate.counters[] := '{}';
+begin
+  for i in 1 .. coalesce(cardinality(p_ctrs), 0) loop
+    if p_changed[i] then
+      changed := changed || p_ctrs[i];
+    end if;
+  end loop;
+  return case when cardinality(changed) = 0 then 0 else spendgate.write_counters(changed) end;
 end $$;

@@ -252,6 +252,75 @@ describe.skipIf(!postgresUrl)('group commit on real Postgres', () => {
     expect(row!.config).toContain('plan_cache_mode=force_generic_plan');
   });
 
+  it('a batch answers and charges as the same calls one by one would: with refusals that expire stale holds, late settles and replays', async () => {
+    // Two twin worlds, on scopes of their own: world a's calls go as one batch, world b's one by one in the same order,
+    // at the same time. The batch keeps its counters in memory; the calls that need the table (a reserve that would be
+    // refused expires stale holds first, a replay shows its counters as they stand) go alone inside it.
+    const before = '2026-01-01T00:00:00Z';
+    const at = '2026-01-01T00:01:00Z';
+    const world = async (w: 'a' | 'b') => {
+      const team: [string, string] = ['team', `gc-twin-${w}`];
+      const key = (n: number): [string, string] => ['key', `gc-twin-${w}-${n}`];
+      await sql`select spendgate.put_limit('team', ${`gc-twin-${w}`}, '{"max_budget": "0.010"}')`;
+      const hold = async (n: number, cost: string, ttl: number) => {
+        const [row] = await sql<{ result: { id: string } }[]>`
+          select spendgate.reserve(${JSON.stringify(payload([team, key(n)], cost, { ttl_seconds: ttl }))}::text::jsonb,
+                                   ${before}::timestamptz) as result`;
+        return row!.result.id;
+      };
+      const stale = await hold(1, '0.006', 1);
+      const late = await hold(2, '0.001', 1);
+      const live = await hold(3, '0.001', 600);
+      const reserve = (n: number, cost: string, extra: Partial<ReservePayload> = {}) =>
+        ({ reserve: payload([team, key(n)], cost, { request_hash: `twin-${n}`, ...extra }) });
+      const settle = (id: string, cost: string) => ({ settle: { cost, settle_hash: `twin-${cost}` }, id });
+      const calls = [
+        reserve(4, '0.0015'), // fits beside the three holds: 0.0095 of 0.010
+        reserve(5, '0.003'), // fits only once the stale holds have expired
+        settle(late, '0.0005'), // expired by then: a late settle
+        settle(live, '0.002'),
+        reserve(6, '0.001', { idempotency_key: `gc-twin-${w}` }),
+        reserve(6, '0.001', { idempotency_key: `gc-twin-${w}` }), // a replay
+        settle(live, '0.002'), // a replay
+        settle('00000000-0000-4000-8000-00000000000' + (w === 'a' ? '1' : '2'), '0.001'),
+        reserve(7, '0.009'), // refused: nothing left to expire
+        reserve(8, '0.001'),
+      ];
+      let answers: Array<Record<string, unknown>>;
+      if (w === 'a') {
+        const rows = await sql<{ result: Record<string, unknown> }[]>`
+          select result from spendgate.run_batch(${JSON.stringify(calls)}::text::jsonb, ${at}::timestamptz) as result`;
+        answers = rows.map((row) => row.result);
+      } else {
+        answers = [];
+        for (const call of calls) {
+          const [row] = 'reserve' in call
+            ? await sql<{ result: Record<string, unknown> }[]>`
+                select spendgate.reserve(${JSON.stringify(call.reserve)}::text::jsonb, ${at}::timestamptz) as result`
+            : await sql<{ result: Record<string, unknown> }[]>`
+                select spendgate.settle(${call.id}::uuid, ${JSON.stringify(call.settle)}::text::jsonb, ${at}::timestamptz) as result`;
+          answers.push(row!.result);
+        }
+      }
+      const counters = await sql`
+        select id, spend::text, reserved::text, in_flight, requests_cur, requests_prev, tokens_cur, tokens_prev
+          from spendgate.counters where id like ${`gc-twin-${w}%`} order by id`;
+      // The worlds differ only in their names and their reservations' ids.
+      const same = (value: unknown) => JSON.parse(JSON.stringify(value)
+        .replaceAll(`gc-twin-${w}`, 'gc-twin').replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, 'uuid')) as unknown;
+      return { answers: same(answers) as Array<Record<string, unknown>>, counters: same(counters) };
+    };
+    const batch = await world('a');
+    const alone = await world('b');
+    expect(batch.answers.map((a) => (a.error as { type?: string } | undefined)?.type ?? `${a.status}${a.replayed ? ' again' : ''}${a.late ? ' late' : ''}`))
+      .toEqual(['held', 'held', 'settled late', 'settled', 'held', 'held again', 'settled again', 'not_found', 'budget_exceeded', 'held']);
+    expect(batch.answers).toEqual(alone.answers);
+    expect(batch.counters).toEqual(alone.counters);
+    expect((batch.counters as Array<{ id: string; spend: string; reserved: string }>).find((c) => c.id === 'gc-twin'))
+      .toMatchObject({ spend: '0.0025', reserved: '0.0065' });
+    await audit();
+  });
+
   it('a batch of reserves on scopes never seen, all refused, leaves no counter behind', async () => {
     await sql`select spendgate.put_limit('org', 'gc-closed', '{"max_budget": "0"}')`;
     const items = reserveCalls(Array.from({ length: 4 }, (_, i) => payload([['org', 'gc-closed'], ['user', `gc-ghost-${i}`]], '0.001')));
