@@ -244,12 +244,17 @@ describe.skipIf(!postgresUrl)('group commit on real Postgres', () => {
     await audit();
   });
 
-  it('a batch runs with generic plans only, so that its statements are planned once per connection, not at every batch', async () => {
-    // Left to choose, Postgres planned two of run_batch's statements (`where id = any (ids)`) again at every batch:
-    // the plan for a batch's few ids is always estimated cheaper than the generic one (see 0003_ledger.sql).
-    const [row] = await sql<{ config: string[] }[]>`
-      select proconfig as config from pg_proc where oid = 'spendgate.run_batch(jsonb, timestamptz)'::regprocedure`;
-    expect(row!.config).toContain('plan_cache_mode=force_generic_plan');
+  it('every state change runs with generic plans only, so that its statements are planned once per connection, not at every call', async () => {
+    // Left to choose, Postgres planned statements over a few keys passed as an array (`where id = any (ids)`,
+    // `from unnest(keys)`) again at every call: the plan for those few keys is always estimated cheaper than the
+    // generic one (see 0003_ledger.sql).
+    const rows = await sql<{ name: string; config: string[] | null }[]>`
+      select p.oid::regprocedure::text as name, p.proconfig as config from pg_proc p
+       where p.oid in ('spendgate.run_batch(jsonb, timestamptz)'::regprocedure, 'spendgate.reserve(jsonb, timestamptz)'::regprocedure,
+                       'spendgate.settle(uuid, jsonb, timestamptz)'::regprocedure, 'spendgate.release(uuid, timestamptz)'::regprocedure,
+                       'spendgate.extend(uuid, integer, timestamptz)'::regprocedure, 'spendgate.sweep(timestamptz, integer)'::regprocedure)`;
+    expect(rows).toHaveLength(6);
+    for (const row of rows) expect(row.config, row.name).toContain('plan_cache_mode=force_generic_plan');
   });
 
   it('a batch answers and charges as the same calls one by one would: with refusals that expire stale holds, late settles and replays', async () => {
