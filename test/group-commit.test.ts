@@ -324,6 +324,8 @@ describe.skipIf(!postgresUrl)('group commit on real Postgres', () => {
     expect((batch.counters as Array<{ id: string; spend: string; reserved: string }>).find((c) => c.id === 'gc-twin'))
       .toMatchObject({ spend: '0.0025', reserved: '0.0065' });
     await audit();
+    console.log(`group commit: ${batch.answers.length} calls as one batch and one by one on twin scopes (a reserve that fits ` +
+      'once stale holds expire, a refusal, a late settle, two replays, an unknown id): every answer and counter equal; audit ok');
   });
 
   it('a batch of reserves on scopes never seen, all refused, leaves no counter behind', async () => {
