@@ -396,7 +396,6 @@ begin
   return written;
 end $$;
 
-
 -- What a counter shows a caller: its limit, its usage now, and what remains.
 create function spendgate.usage_json(c spendgate.counters, l spendgate.scope_limit, p_at timestamptz)
 returns jsonb language plpgsql stable as $$
