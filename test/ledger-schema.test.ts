@@ -1,0 +1,48 @@
+// The ledger's table refuses what the rules forbid, whoever writes to it: amounts and token counts below zero, a
+// status outside the four, a transition outside the state machine. The SQL functions never try; these guards are
+// for anything else that writes (a migration, an operator's fix by hand). On PGlite and on the real server.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backends, freshDatabase, type TestDatabase } from './support/databases.ts';
+
+describe.each(backends)('the reservations table on %s', (backend) => {
+  let database: TestDatabase;
+  let id: string;
+  beforeAll(async () => {
+    database = await freshDatabase(backend);
+    const [row] = await database.db.query<{ result: { id: string; status: string } }>(
+      `select spendgate.reserve($1::text::jsonb) as result`,
+      [JSON.stringify({ scopes: [{ kind: 'key', id: 'schema-guard' }], model: null, request_estimate: null,
+                        caller_estimate: { cost: '0.01' }, ttl_seconds: 600, idempotency_key: null, request_hash: 'h',
+                        fallback_hold: null, max_hold: null, tpm_count: 'total' })],
+    );
+    expect(row!.result.status).toBe('held');
+    id = row!.result.id;
+  });
+  afterAll(async () => {
+    await database?.drop();
+  });
+
+  /** The SQLSTATE of the statement's error, or 'ok'. */
+  const outcome = async (text: string, params: unknown[] = []) => {
+    try {
+      await database.db.query(text, params);
+      return 'ok';
+    } catch (error) {
+      return String((error as { code?: unknown }).code ?? (error as { cause?: { code?: unknown } }).cause?.code);
+    }
+  };
+
+  it('refuses negative amounts and token counts (check_violation), and takes zero', async () => {
+    for (const column of ['reserved_cost', 'reserved_tokens', 'reserved_input_tokens', 'reserved_output_tokens',
+                          'actual_cost', 'actual_tokens', 'actual_input_tokens', 'actual_output_tokens']) {
+      expect(await outcome(`update spendgate.reservations set ${column} = -1 where id = $1`, [id]), column).toBe('23514');
+      expect(await outcome(`update spendgate.reservations set ${column} = 0 where id = $1`, [id]), column).toBe('ok');
+    }
+  });
+
+  it('refuses a status outside held, settled, released and expired, and a move the state machine forbids', async () => {
+    expect(await outcome(`update spendgate.reservations set status = 'cancelled' where id = $1`, [id])).toBe('23514');
+    expect(await outcome(`update spendgate.reservations set status = 'released' where id = $1`, [id])).toBe('ok');
+    expect(await outcome(`update spendgate.reservations set status = 'held' where id = $1`, [id])).toBe('SG409');
+  });
+});
