@@ -1212,7 +1212,7 @@ begin
       if c ? 'reserve' then
         return next (spendgate.reserve_with(c -> 'reserve', p_at, call_keys)).answer;
       else
-        return next spendgate.settle((c ->> 'id')::uuid, c -> 'settle', p_at);
+        return next (spendgate.settle_with((c ->> 'id')::uuid, c -> 'settle', p_at)).answer;
       end if;
       all_ctrs := (spendgate.lock_counters(all_keys, p_at)).ctrs;
       changed := array_fill(false, array[cardinality(all_keys)]);
