@@ -28,7 +28,7 @@ describe.each(backends)('the reservations table on %s', (backend) => {
       await database.db.query(text, params);
       return 'ok';
     } catch (error) {
-      return String((error as { code?: unknown }).code ?? (error as { cause?: { code?: unknown } }).cause?.code);
+      return String((error as { code?: unknown }).code);
     }
   };
 
