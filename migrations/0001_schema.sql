@@ -98,7 +98,7 @@ create table spendgate.reservations (
   reserved_input_tokens  spendgate.nonnegative_count not null default 0,
   reserved_output_tokens spendgate.nonnegative_count not null default 0,
   estimate        jsonb not null,   -- how reserved_cost and reserved_tokens were reached
-  idempotency_key text unique,
+  idempotency_key text,
   request_hash    text,
   window_start    timestamptz not null,  -- the rate window its tokens were counted in
   created_at      timestamptz not null,
@@ -114,6 +114,13 @@ create table spendgate.reservations (
   cost_source     text,             -- caller | usage | hold
   settle_hash     text
 );
+
+-- An idempotency key is optional, so only keyed rows are indexed. A unique constraint indexed every row, keyless
+-- ones as nulls: an index entry written by every reserve and again by every settle (whose update cannot be HOT: it
+-- changes the status and settled_at, which indexes read). Without them, a reserve + settle cost the backend 5-8%
+-- less CPU (serially, in batches of 8, hot and spread, on a ledger of 100,000 keyless reservations).
+create unique index reservations_by_idempotency_key on spendgate.reservations (idempotency_key)
+  where idempotency_key is not null;
 
 -- The sweeper and the stale-hold check read only live holds.
 create index reservations_held_by_expiry on spendgate.reservations (expires_at) where status = 'held';
@@ -176,11 +183,12 @@ create index events_undelivered on spendgate.events (next_attempt_at) where deli
 -- answers a failed transfer id), so a client looping on one key cannot slip in when a window turns.
 create table spendgate.refusals (
   refusal_id      uuid primary key,
-  idempotency_key text unique,
+  idempotency_key text,
   request_hash    text,
   type            text not null,
   scope           jsonb,
   created_at      timestamptz not null,
   answer          jsonb not null
 );
+create unique index refusals_by_idempotency_key on spendgate.refusals (idempotency_key) where idempotency_key is not null;
 create index refusals_by_age on spendgate.refusals (created_at);

@@ -1,22 +1,26 @@
 // The ledger's table refuses what the rules forbid, whoever writes to it: amounts and token counts below zero, a
-// status outside the four, a transition outside the state machine. The SQL functions never try; these guards are
-// for anything else that writes (a migration, an operator's fix by hand). On PGlite and on the real server.
+// status outside the four, a transition outside the state machine, one idempotency key on two reservations. The SQL
+// functions never try; these guards are for anything else that writes (a migration, an operator's fix by hand). On
+// PGlite and on the real server.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends, freshDatabase, type TestDatabase } from './support/databases.ts';
 
 describe.each(backends)('the reservations table on %s', (backend) => {
   let database: TestDatabase;
   let id: string;
-  beforeAll(async () => {
-    database = await freshDatabase(backend);
+  const reserve = async (idempotencyKey: string | null = null) => {
     const [row] = await database.db.query<{ result: { id: string; status: string } }>(
       `select spendgate.reserve($1::text::jsonb) as result`,
       [JSON.stringify({ scopes: [{ kind: 'key', id: 'schema-guard' }], model: null, request_estimate: null,
-                        caller_estimate: { cost: '0.01' }, ttl_seconds: 600, idempotency_key: null, request_hash: 'h',
-                        fallback_hold: null, max_hold: null, tpm_count: 'total' })],
+                        caller_estimate: { cost: '0.01' }, ttl_seconds: 600, idempotency_key: idempotencyKey,
+                        request_hash: 'h', fallback_hold: null, max_hold: null, tpm_count: 'total' })],
     );
     expect(row!.result.status).toBe('held');
-    id = row!.result.id;
+    return row!.result.id;
+  };
+  beforeAll(async () => {
+    database = await freshDatabase(backend);
+    id = await reserve();
   });
   afterAll(async () => {
     await database?.drop();
@@ -44,5 +48,17 @@ describe.each(backends)('the reservations table on %s', (backend) => {
     expect(await outcome(`update spendgate.reservations set status = 'cancelled' where id = $1`, [id])).toBe('23514');
     expect(await outcome(`update spendgate.reservations set status = 'released' where id = $1`, [id])).toBe('ok');
     expect(await outcome(`update spendgate.reservations set status = 'held' where id = $1`, [id])).toBe('SG409');
+  });
+
+  it('holds an idempotency key on one reservation at most, and any number of reservations without one', async () => {
+    const keyed = await reserve('schema-guard-key');
+    const keyless = [await reserve(), await reserve()];
+    expect(await outcome(`update spendgate.reservations set idempotency_key = 'schema-guard-key' where id = $1`, [keyless[0]]))
+      .toBe('23505');
+    expect(await outcome(`update spendgate.reservations set idempotency_key = null where id = $1`, [keyed])).toBe('ok');
+    const [row] = await database.db.query<{ keyless: number }>(
+      `select count(*)::int as keyless from spendgate.reservations where idempotency_key is null and id = any ($1::uuid[])`,
+      [[keyed, ...keyless]]);
+    expect(row!.keyless).toBe(3);
   });
 });
