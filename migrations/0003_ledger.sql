@@ -521,7 +521,7 @@ begin
                             and coalesce(e.period_start, '-infinity') = coalesce(ctr.period_start, '-infinity'))
     loop
       insert into spendgate.events (event_id, type, kind, id, model, period_start, created_at, details)
-      values (gen_random_uuid(), t.type, ctr.kind, ctr.id, ctr.model, ctr.period_start, p_at,
+      values (spendgate.time_ordered_uuid(), t.type, ctr.kind, ctr.id, ctr.model, ctr.period_start, p_at,
               jsonb_build_object('scope', spendgate.scope_ref(ctr.kind, ctr.id, ctr.model),
                                  'threshold', spendgate.money(t.threshold),
                                  'max_budget', spendgate.money(l.max_budget), 'soft_budget', spendgate.money(l.soft_budget),
@@ -542,11 +542,11 @@ declare
   e jsonb := p_refusal -> 'error';
 begin
   insert into spendgate.refusals (refusal_id, idempotency_key, request_hash, type, scope, created_at, answer)
-  values (gen_random_uuid(), p ->> 'idempotency_key', p ->> 'request_hash', e ->> 'type', e -> 'scope', p_at,
+  values (spendgate.time_ordered_uuid(), p ->> 'idempotency_key', p ->> 'request_hash', e ->> 'type', e -> 'scope', p_at,
           p_refusal);
   if e ->> 'type' = 'budget_exceeded' then
     insert into spendgate.events (event_id, type, kind, id, model, period_start, created_at, details)
-    values (gen_random_uuid(), 'budget_refused', e -> 'scope' ->> 'kind', e -> 'scope' ->> 'id',
+    values (spendgate.time_ordered_uuid(), 'budget_refused', e -> 'scope' ->> 'kind', e -> 'scope' ->> 'id',
             spendgate.ref_model(e -> 'scope'), (e ->> 'period_start')::timestamptz, p_at,
             e - 'type' - 'message')
     on conflict do nothing;
@@ -662,7 +662,7 @@ declare
   v_refusal jsonb;
   v_thresholds integer;
   v_written integer;
-  v_id uuid := gen_random_uuid();
+  v_id uuid := spendgate.time_ordered_uuid();
   v_row spendgate.reservations;
 begin
   if v_key is not null then

@@ -1,7 +1,7 @@
 // The ledger's table refuses what the rules forbid, whoever writes to it: amounts and token counts below zero, a
 // status outside the four, a transition outside the state machine, one idempotency key on two reservations. The SQL
-// functions never try; these guards are for anything else that writes (a migration, an operator's fix by hand). On
-// PGlite and on the real server.
+// functions never try; these guards are for anything else that writes (a migration, an operator's fix by hand). And
+// the ids that reserve makes are in time order. On PGlite and on the real server.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends, freshDatabase, type TestDatabase } from './support/databases.ts';
 
@@ -60,5 +60,24 @@ describe.each(backends)('the reservations table on %s', (backend) => {
       `select count(*)::int as keyless from spendgate.reservations where idempotency_key is null and id = any ($1::uuid[])`,
       [[keyed, ...keyless]]);
     expect(row!.keyless).toBe(3);
+  });
+
+  it('makes ids in time order: UUIDs of version 7 whose first 48 bits are the real time in milliseconds', async () => {
+    const made: Array<{ id: string; before: number; after: number }> = [];
+    for (let i = 0; i < 5; i++) {
+      const before = Date.now();
+      const madeId = await reserve();
+      made.push({ id: madeId, before, after: Date.now() });
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    for (const { id: madeId, before, after } of made) {
+      expect(madeId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const millis = Number.parseInt(madeId.replaceAll('-', '').slice(0, 12), 16);
+      // A second either way, for a database server whose clock is a little off this one.
+      expect(millis).toBeGreaterThanOrEqual(before - 1000);
+      expect(millis).toBeLessThanOrEqual(after + 1000);
+    }
+    const ids = made.map((m) => m.id);
+    expect([...ids].sort()).toEqual(ids);
   });
 });
