@@ -16,7 +16,7 @@ import { exactJsonNumbers } from './exact-json.ts';
 import { keepJsonAnswers } from './json-answer.ts';
 import { jsonDepthLimit } from './json-depth.ts';
 import { createLedger } from './ledger.ts';
-import { countDatabaseErrors, createMetrics, type Metrics, recordMetrics } from './metrics.ts';
+import { countDatabaseErrors, createMetrics, groupCommitMetrics, type Metrics, recordMetrics } from './metrics.ts';
 import { requestLog, type RequestLogSink } from './request-log.ts';
 import * as metricsRoute from './routes/metrics.ts';
 import * as dashboardPage from './routes/dashboard_page.ts';
@@ -60,7 +60,7 @@ export function createApp(deps: AppDeps): App {
   const metrics = deps.metrics ?? createMetrics();
   const clock = deps.clock ?? databaseClock;
   const db = countDatabaseErrors(deps.db, metrics);
-  const ledger = createLedger(db, clock, deps.config.groupCommit);
+  const ledger = createLedger(db, clock, deps.config.groupCommit, groupCommitMetrics(metrics));
   // Called through a wrapper: some runtimes refuse a fetch detached from globalThis.
   const webhookFetch = deps.fetch ?? ((input: string, init: RequestInit) => fetch(input, init));
   const deliverEvents = () => deliverDueEvents(db, webhookFetch, deps.config, clock);

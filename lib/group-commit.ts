@@ -7,6 +7,14 @@ export interface GroupCommitOptions {
   maxInFlight: number;
 }
 
+/** What group commit reports, for metrics. */
+export interface GroupCommitObserver {
+  /** A transaction of `calls` calls got its answer (or failed) `seconds` after it was sent. */
+  transaction(calls: number, seconds: number): void;
+  /** A call waited `seconds` between its arrival and the sending of its transaction. */
+  waited(seconds: number): void;
+}
+
 /** A batch in flight longer than this stops holding its slot: a batch stuck behind a lock (a stuck transaction
  * on a hot scope) must not hold back calls on other scopes. Far above a batch's usual few milliseconds. */
 const stalledAfterMs = 250;
@@ -26,22 +34,45 @@ export function groupCommit<Item, Answer>(
   runOne: (item: Item) => Promise<Answer>,
   runBatch: (items: Item[]) => Promise<Answer[]>,
   options: GroupCommitOptions,
+  observer?: GroupCommitObserver,
 ): (item: Item) => Promise<Answer> {
   interface Waiting {
     item: Item;
+    /** performance.now() when it arrived, for the observer's `waited`. */
+    arrived: number;
     resolve: (answer: Answer) => void;
     reject: (error: unknown) => void;
   }
   const queue: Waiting[] = [];
   let slotsTaken = 0;
 
-  const runAlone = (call: Waiting) => runOne(call.item).then(call.resolve, call.reject);
+  // A transaction of `calls` calls, reported to the observer once the database has answered or failed.
+  const observed = <T>(calls: number, sent: Promise<T>): Promise<T> => {
+    if (!observer) return sent;
+    const sentAt = performance.now();
+    const report = () => observer.transaction(calls, (performance.now() - sentAt) / 1000);
+    return sent.then(
+      (value) => {
+        report();
+        return value;
+      },
+      (error: unknown) => {
+        report();
+        throw error;
+      },
+    );
+  };
+  const runAlone = (call: Waiting) => observed(1, runOne(call.item)).then(call.resolve, call.reject);
 
   // The next batch is sent as soon as the database has answered, before the answers are handed out: handing them
   // out runs each caller's own code (its HTTP answer), and the database would otherwise wait idle through it.
   const run = (calls: Waiting[], freeSlot: () => void): Promise<unknown> => {
     const items = calls.map((call) => call.item);
-    const answered = items.length === 1 ? runOne(items[0]!).then((answer) => [answer]) : runBatch(items);
+    if (observer) {
+      const now = performance.now();
+      for (const call of calls) observer.waited((now - call.arrived) / 1000);
+    }
+    const answered = observed(items.length, items.length === 1 ? runOne(items[0]!).then((answer) => [answer]) : runBatch(items));
     return answered.then(
       (answers) => {
         freeSlot();
@@ -75,7 +106,7 @@ export function groupCommit<Item, Answer>(
 
   return (item) =>
     new Promise<Answer>((resolve, reject) => {
-      queue.push({ item, resolve, reject });
+      queue.push({ item, arrived: performance.now(), resolve, reject });
       dispatch();
     });
 }

@@ -2,7 +2,7 @@ import type { Clock } from './clock.ts';
 import type { TpmCount } from './config.ts';
 import type { Queryable } from './db.ts';
 import { ApiError, isErrorType } from './errors.ts';
-import { groupCommit, type GroupCommitOptions } from './group-commit.ts';
+import { groupCommit, type GroupCommitObserver, type GroupCommitOptions } from './group-commit.ts';
 import type { NormalizedUsage } from './provider-usage.ts';
 import type { RequestEstimate } from './request-estimate.ts';
 import type { ScopeRef } from './schemas.ts';
@@ -65,8 +65,9 @@ const oneByOne: GroupCommitOptions = { maxBatch: 1, maxInFlight: Infinity };
 type Call = { reserve: ReservePayload } | { settle: SettlePayload; id: string };
 
 /** The ledger's SQL functions, one statement each. JSON goes in as text (`$1::text::jsonb`) so that no driver
- * encodes it a second time. Reserves and settles that arrive together go as one batch (group commit). */
-export function createLedger(db: Queryable, clock: Clock, grouping: GroupCommitOptions = oneByOne) {
+ * encodes it a second time. Reserves and settles that arrive together go as one batch (group commit), whose
+ * transactions and waits `observer` hears of. */
+export function createLedger(db: Queryable, clock: Clock, grouping: GroupCommitOptions = oneByOne, observer?: GroupCommitObserver) {
   const at = () => clock.now()?.toISOString() ?? null;
   const call = async (text: string, params: unknown[]): Promise<Json> => {
     const [row] = await db.query<{ result: Json }>(text, params);
@@ -84,6 +85,7 @@ export function createLedger(db: Queryable, clock: Clock, grouping: GroupCommitO
       return rows.map((row) => row.result);
     },
     grouping,
+    observer,
   );
   return {
     /** Answers refusals as results (not thrown): the caller needs their scopes for the rate-limit headers. */

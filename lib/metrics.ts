@@ -1,6 +1,6 @@
 /**
  * What spendgate counts for `/metrics`: requests, reservations by outcome and refusal reason, settled cost,
- * reserve and settle latency, sweeps and the holds they expired, database errors. Recorded from the answers the
+ * reserve and settle latency, sweeps and the holds they expired, group commit's transactions, database errors. Recorded from the answers the
  * routes give (a middleware), so that no route has to know about metrics.
  *
  * The settled-cost counter is a float, as every Prometheus sample is: good for graphs and alerts, never for
@@ -9,11 +9,16 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 import { DatabaseUnavailable, type Queryable } from './db.ts';
+import type { GroupCommitObserver } from './group-commit.ts';
 import { jsonAnswer } from './json-answer.ts';
 import { createRegistry, type Registry } from './prometheus.ts';
 
 // Seconds; a reserve or settle is one SQL function call, usually a few milliseconds.
 const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+// A call's wait for its transaction is often well under a millisecond.
+const waitBuckets = [0.0001, 0.00025, 0.0005, ...latencyBuckets];
+// Calls per transaction, up to SPENDGATE_BATCH_MAX's highest value.
+const batchBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000];
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -31,6 +36,12 @@ export function createMetrics() {
     settleSeconds: registry.histogram('spendgate_settle_duration_seconds', 'Time to answer a settle.', latencyBuckets),
     sweeps: registry.counter('spendgate_sweeps_total', 'Sweep calls answered.'),
     sweptHolds: registry.counter('spendgate_swept_holds_total', 'Held reservations the sweeper expired.'),
+    callsPerTransaction: registry.histogram('spendgate_ledger_calls_per_transaction',
+      'Reserves and settles per ledger transaction (group commit; SPENDGATE_BATCH_MAX at most).', batchBuckets),
+    transactionSeconds: registry.histogram('spendgate_ledger_transaction_duration_seconds',
+      'Time from sending a ledger transaction of reserves and settles to its answer.', latencyBuckets),
+    queueSeconds: registry.histogram('spendgate_ledger_queue_wait_seconds',
+      'Time a reserve or settle waited for its transaction to be sent (for a batch slot, SPENDGATE_BATCH_CONCURRENCY).', waitBuckets),
     databaseErrors: registry.counter('spendgate_database_errors_total',
       'Database calls that failed, by kind: unavailable (unreachable, busy, a lock timeout; retryable) or other.'),
   };
@@ -92,6 +103,17 @@ async function countSettle(c: Context, metrics: Metrics): Promise<void> {
 function errorType(body: Record<string, unknown>): string {
   const error = body.error as { type?: unknown } | undefined;
   return typeof error?.type === 'string' ? error.type : 'unknown';
+}
+
+/** Group commit's transactions and waits, as metrics. */
+export function groupCommitMetrics(metrics: Metrics): GroupCommitObserver {
+  return {
+    transaction(calls, seconds) {
+      metrics.callsPerTransaction.observe(calls);
+      metrics.transactionSeconds.observe(seconds);
+    },
+    waited: (seconds) => metrics.queueSeconds.observe(seconds),
+  };
 }
 
 /** The database, counting the calls that fail. */

@@ -36,6 +36,11 @@ function histogramCount(scrape: Scrape, name: string): number {
   return Number(sample?.count ?? 0);
 }
 
+function histogramSum(scrape: Scrape, name: string): number {
+  const [sample] = family(scrape, name).metrics;
+  return Number(sample?.sum ?? 0);
+}
+
 describe.each(backends)('metrics and request log (%s)', (backend) => {
   let h: Harness;
   const lines: string[] = [];
@@ -103,6 +108,23 @@ describe.each(backends)('metrics and request log (%s)', (backend) => {
     expect(delta('spendgate_http_requests_total', { method: 'POST', route: '/v1/reservations', status: '429' })).toBe(2);
     expect(counter(after, 'spendgate_database_errors_total')).toBe(0);
     h.clock.set('2026-03-10T12:00:00Z');
+  });
+
+  it("counts group commit's transactions, the calls in each and each call's wait for one", async () => {
+    const before = await scrape();
+    const answers = await Promise.all(Array.from({ length: 40 }, () =>
+      h.service('POST', '/v1/reservations', { scopes: { key: uniqueId('batched') }, estimate: { cost: '0' } })));
+    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 201));
+    const after = await scrape();
+    const grew = (read: typeof histogramCount, name: string) => read(after, name) - read(before, name);
+    const transactions = grew(histogramCount, 'spendgate_ledger_calls_per_transaction');
+    // Every call in exactly one transaction; arriving together, they shared some.
+    expect(grew(histogramSum, 'spendgate_ledger_calls_per_transaction')).toBe(40);
+    expect(transactions).toBeGreaterThan(0);
+    expect(transactions).toBeLessThan(40);
+    expect(grew(histogramCount, 'spendgate_ledger_transaction_duration_seconds')).toBe(transactions);
+    expect(grew(histogramSum, 'spendgate_ledger_transaction_duration_seconds')).toBeGreaterThan(0);
+    expect(grew(histogramCount, 'spendgate_ledger_queue_wait_seconds')).toBe(40);
   });
 
   it('counts database errors', async () => {
