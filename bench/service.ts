@@ -28,9 +28,10 @@ import {
   adminGet, baselineDriver, createBaselineTables, groupCommitEnv, holdCost, httpDriver, inProcessDriver, settleCost, type Tokens,
 } from './service/drivers.ts';
 import { cpuWindow } from './service/cpu.ts';
+import { groupCommitWindow } from './service/group-commit-use.ts';
 import { type Driver, percentiles, type Phase, sleep, startClosedLoop, startOpenLoop, timed, type Workload } from './service/load.ts';
 import {
-  type ClosedLoopRow, closedLoopTable, type DriverName, type HalfPeakRow, halfPeakTable, scalingLine, type SweepReport,
+  type ClosedLoopRow, closedLoopTable, type DriverName, groupCommitTable, type HalfPeakRow, halfPeakTable, scalingLine, type SweepReport,
   sweepLines, targetLines, type TargetResult, targets,
 } from './service/report.ts';
 import { loggedReserveDurations, type ServerProcess, serverLogEnd, startServer } from './service/server.ts';
@@ -121,9 +122,11 @@ async function run(bench: BenchDatabase): Promise<void> {
   for (const workload of workloads) {
     const peak = Math.max(...rows.filter((r) => r.workload === workload.name && r.driver === 'http').map((r) => r.pairsPerSecond));
     const logStart = serverLogEnd();
+    const groupCommitted = await groupCommitWindow(server.base, tokens.admin);
     const measured = await openLoop(sql, server, workload, peak / 2);
+    const groupCommit = await groupCommitted();
     const serverReserve = percentiles(loggedReserveDurations(logStart, measured.measuredFrom, measured.seconds));
-    halfPeak.push({ workload: workload.name, rate: peak / 2, ...measured, serverReserve });
+    halfPeak.push({ workload: workload.name, rate: peak / 2, ...measured, serverReserve, groupCommit });
     log(`half peak ${workload.name}: reserve p99 ${halfPeak.at(-1)!.reserve.p99.toFixed(2)} ms`);
   }
   const spreadRate = halfPeak.find((r) => r.workload === 'spread')!.rate;
@@ -174,6 +177,8 @@ function printReport(machine: Machine, rows: ClosedLoopRow[], halfPeak: HalfPeak
   console.log(closedLoopTable(rows) + '\n');
   console.log('## Open loop at half the peak HTTP rate\n');
   console.log(halfPeakTable(halfPeak) + '\n');
+  console.log(`Group commit in the server over each open loop (its warm-up included), from its /metrics:\n`);
+  console.log(groupCommitTable(halfPeak) + '\n');
   console.log('## Sweeper\n');
   console.log((sweep ? sweepLines(sweep) : `not run (seeding ${SWEEP_HOLDS.toLocaleString('en-US')} holds takes about 20 s on 2 cores); pass --sweep`) + '\n');
   console.log(`## Audit after the load\n\n${audit.ok ? 'ok' : 'NOT OK'}: ${audit.summary}\n`);

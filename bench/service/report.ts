@@ -1,5 +1,6 @@
 // What the bench prints and writes: the figures, and the issue's targets as pass/fail lines beside them.
 import type { CpuUse } from './cpu.ts';
+import type { GroupCommitUse } from './group-commit-use.ts';
 import type { Percentiles, Phase } from './load.ts';
 
 export type DriverName = 'baseline' | 'in-process' | 'http';
@@ -20,6 +21,7 @@ export interface HalfPeakRow extends Phase {
   rate: number;
   /** The same reserves as the server's request log timed them: the app's time, without HTTP or the load generator. */
   serverReserve: Percentiles;
+  groupCommit: GroupCommitUse;
 }
 
 export interface SweepReport {
@@ -73,6 +75,18 @@ export function halfPeakTable(rows: HalfPeakRow[]): string {
         `${ms(row.settle.p50)} / ${ms(row.settle.p95)} / ${ms(row.settle.p99)} | ${ms(row.startLag?.p99 ?? NaN)} | ${row.errors} | ` +
         `${cpuCells(row.cpu)} |`,
     );
+  }
+  return lines.join('\n');
+}
+
+export function groupCommitTable(rows: HalfPeakRow[]): string {
+  const lines = [
+    "| workload | transactions/s | calls per transaction | transaction ms, mean | a call's wait for it ms, mean | share of the time one was in flight |",
+    '|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const { workload, groupCommit: g } of rows) {
+    lines.push(`| ${workload} | ${rate(g.transactionsPerSecond)} | ${g.callsPerTransaction.toFixed(1)} | ${ms(g.transactionMs)} | ` +
+      `${ms(g.queueWaitMs)} | ${Math.round(g.inFlight * 100)}% |`);
   }
   return lines.join('\n');
 }
