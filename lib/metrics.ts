@@ -1,7 +1,8 @@
 /**
  * What spendgate counts for `/metrics`: requests, reservations by outcome and refusal reason, settled cost,
- * reserve and settle latency, sweeps and the holds they expired, group commit's transactions, database errors. Recorded from the answers the
- * routes give (a middleware), so that no route has to know about metrics.
+ * reserve and settle latency, sweeps and the holds they expired, group commit's transactions, database errors.
+ * Recorded from the answers the routes give (a middleware), so that no route has to know about metrics; group
+ * commit reports its own (groupCommitMetrics).
  *
  * The settled-cost counter is a float, as every Prometheus sample is: good for graphs and alerts, never for
  * accounting. The ledger (`GET /v1/limits/...`) has the exact amounts.
