@@ -1,5 +1,6 @@
 // How the server's group commit ran during a phase, from its /metrics (spendgate_ledger_*): how many calls shared a
 // transaction, how long a transaction took and a call waited for one, and how much of the time one was in flight.
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { adminGet } from './drivers.ts';
 
 export interface GroupCommitUse {
@@ -25,18 +26,22 @@ async function totals(base: string, adminToken: string): Promise<Totals> {
   const at = performance.now();
   const answer = await adminGet(base, '/metrics', adminToken);
   if (answer.status !== 200) throw new Error(`GET /metrics answered ${answer.status}`);
-  const value = (name: string) => {
-    const line = answer.text.split('\n').find((l) => l.startsWith(`${name} `));
-    if (!line) throw new Error(`no ${name} in /metrics`);
-    return Number(line.slice(name.length + 1));
+  const families = parsePrometheusTextFormat(answer.text);
+  // A histogram's count and sum (these have no labels, so one series each).
+  const histogram = (name: string) => {
+    const series = families.find((family) => family.name === name)?.metrics[0];
+    if (!series) throw new Error(`no ${name} in /metrics`);
+    return { count: Number(series.count), sum: Number(series.sum) };
   };
+  const perTransaction = histogram('spendgate_ledger_calls_per_transaction');
+  const waits = histogram('spendgate_ledger_queue_wait_seconds');
   return {
     at,
-    transactions: value('spendgate_ledger_calls_per_transaction_count'),
-    calls: value('spendgate_ledger_calls_per_transaction_sum'),
-    transactionSeconds: value('spendgate_ledger_transaction_duration_seconds_sum'),
-    waits: value('spendgate_ledger_queue_wait_seconds_count'),
-    waitSeconds: value('spendgate_ledger_queue_wait_seconds_sum'),
+    transactions: perTransaction.count,
+    calls: perTransaction.sum,
+    transactionSeconds: histogram('spendgate_ledger_transaction_duration_seconds').sum,
+    waits: waits.count,
+    waitSeconds: waits.sum,
   };
 }
 
