@@ -1,6 +1,6 @@
-// Where the CPU went during a measured window: the whole machine (os.cpus()), this process (the load generator, and
-// the app too when it runs in process), the server process (Linux /proc), and the rest, which on a machine doing
-// nothing else is Postgres. Busy near 100% means the run was CPU-bound; well below it, something waited (a lock,
+// Where the CPU went during a measured window: the whole machine (/proc/stat, or os.cpus() off Linux), this process
+// (the load generator, and the app too when it runs in process), the server process (Linux /proc), and the rest,
+// which on a machine doing nothing else is Postgres (and the kernel's work on the loopback's packets). Busy near 100% means the run was CPU-bound; well below it, something waited (a lock,
 // a commit's flush, a round trip). On a virtual machine, also the share of time the host gave the cores to someone
 // else (steal): latencies measured while it is high are the host's as much as the service's.
 import { readFileSync } from 'node:fs';
@@ -39,17 +39,28 @@ function processCpuMs(pid: number): number | null {
   }
 }
 
-/** CPU ms all cores were stolen since boot (the 8th number of /proc/stat's cpu line), or null where there is none. */
-function stolenMs(): number | null {
+/** All cores' CPU ms since boot from /proc/stat's cpu line (null where there is none). Busy counts softirq time,
+ * where Linux handles the loopback's packets: os.cpus() leaves it out (and iowait, which is idle), while a process's
+ * own time can include softirq work done in its context, so the rest came out below zero when Postgres did little.
+ * Steal is the 8th number. */
+function procStat(): { busy: number; all: number; stolen: number } | null {
   try {
     const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
-    return fields[0] === 'cpu' && fields.length > 8 ? (Number(fields[8]) * 1000) / ticksPerSecond : null;
+    if (fields[0] !== 'cpu' || fields.length <= 8) return null;
+    const ms = fields.slice(1, 9).map((field) => (Number(field) * 1000) / ticksPerSecond);
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = ms;
+    const busy = user! + nice! + system! + irq! + softirq!;
+    return { busy, all: busy + idle! + iowait!, stolen: steal! };
   } catch {
     return null;
   }
 }
 
 function totals(serverPid: number | null): Totals {
+  const self = process.cpuUsage();
+  const processes = { bench: (self.user + self.system) / 1000, server: serverPid === null ? null : processCpuMs(serverPid) };
+  const stat = procStat();
+  if (stat) return { machineBusy: stat.busy, machineAll: stat.all, stolen: stat.stolen, ...processes };
   let machineBusy = 0;
   let machineAll = 0;
   for (const { times } of cpus()) {
@@ -57,8 +68,7 @@ function totals(serverPid: number | null): Totals {
     machineBusy += busy;
     machineAll += busy + times.idle;
   }
-  const self = process.cpuUsage();
-  return { machineBusy, machineAll, stolen: stolenMs(), bench: (self.user + self.system) / 1000, server: serverPid === null ? null : processCpuMs(serverPid) };
+  return { machineBusy, machineAll, stolen: null, ...processes };
 }
 
 /** Starts a window; the function it returns ends it, and the window's use is then divided by `pairs`. */
@@ -74,7 +84,7 @@ export function cpuWindow(serverPid: number | null): () => (pairs: number) => Cp
       const stolen = to.stolen === null || from.stolen === null ? null : to.stolen - from.stolen;
       return {
         busyPercent: (100 * machine) / (to.machineAll - from.machineAll),
-        // os.cpus() leaves steal out of its times: the window's whole is theirs plus the stolen.
+        // Steal is not among the busy or idle times: the window's whole is theirs plus the stolen.
         stolenPercent: stolen === null ? null : (100 * stolen) / (to.machineAll - from.machineAll + stolen),
         perPair: { machine: per(machine), bench: per(bench), server: server === null ? null : per(server), rest: per(machine - bench - (server ?? 0)) },
       };
