@@ -4,8 +4,9 @@
  * two workloads: spread (each pair on one of 10 000 keys with a budget of its own) and hot (every pair on one team
  * budget, plus its client's key). Each is driven by N closed-loop clients three ways: the baseline (raw SQL over
  * postgres.js), the app's fetch in this process, and the server (`functions/node-server.ts`) in a child process over
- * keep-alive HTTP. Then an open loop at half the peak HTTP rate for latency, optionally the sweeper's cost, and
- * the audit. Prints a table and the issue's targets; writes bench-results/bench.json.
+ * keep-alive HTTP. Then an open loop at half the peak HTTP rate for latency, the same on the floor's server (the same
+ * server with a ledger that only commits one row per transaction, bench/service/floor-server.ts), optionally the
+ * sweeper's cost, and the audit. Prints a table and the issue's targets; writes bench-results/bench.json.
  *
  * Run: npm run bench [-- --seconds 8 --clients 1,16,64,256 --sweep]; SPENDGATE_BATCH_MAX and SPENDGATE_BATCH_CONCURRENCY,
  * when set, go to the app in process and to the server.
@@ -21,8 +22,8 @@ import { postgresDatabase } from '../lib/db/postgres.ts';
 import { createLedger } from '../lib/ledger.ts';
 import { sweepDue } from '../lib/sweep.ts';
 import {
-  type BenchDatabase, createBenchDatabase, insertKeyBudgets, insertKeyCounters, migrateBenchDatabase, putTeamBudget, seedExpiredHolds,
-  serverVersion, vacuumAnalyze,
+  type BenchDatabase, createBenchDatabase, createFloorTable, insertKeyBudgets, insertKeyCounters, migrateBenchDatabase, putTeamBudget,
+  seedExpiredHolds, serverVersion, vacuumAnalyze,
 } from './service/database.ts';
 import {
   adminGet, baselineDriver, createBaselineTables, groupCommitEnv, holdCost, httpDriver, inProcessDriver, settleCost, type Tokens,
@@ -34,7 +35,7 @@ import {
   type ClosedLoopRow, closedLoopTable, type DriverName, groupCommitTable, type HalfPeakRow, halfPeakTable, scalingLine, type SweepReport,
   sweepLines, targetLines, type TargetResult, targets,
 } from './service/report.ts';
-import { loggedReserveDurations, type ServerProcess, serverLogEnd, startServer } from './service/server.ts';
+import { loggedReserveDurations, type ServerKind, type ServerProcess, serverLogEnd, startServer } from './service/server.ts';
 
 const SPREAD_KEYS = 10_000;
 // Large enough that no pair of a whole run is refused: the bench measures admission, not refusal.
@@ -116,23 +117,19 @@ async function run(bench: BenchDatabase): Promise<void> {
   const rows: ClosedLoopRow[] = [];
   for (const clients of clientCounts) rows.push(...(await closedLoopRound(bench.url, sql, clients)));
 
-  const server = await serverOn(bench.url, poolFor(Math.max(...clientCounts)));
+  const pool = poolFor(Math.max(...clientCounts));
+  const halfRate = (workload: Workload) =>
+    Math.max(...rows.filter((r) => r.workload === workload.name && r.driver === 'http').map((r) => r.pairsPerSecond)) / 2;
+  const server = await serverOn(bench.url, pool);
   await warmUp(server);
   const halfPeak: HalfPeakRow[] = [];
-  for (const workload of workloads) {
-    const peak = Math.max(...rows.filter((r) => r.workload === workload.name && r.driver === 'http').map((r) => r.pairsPerSecond));
-    const logStart = serverLogEnd();
-    // Group commit's figures over the open loop (its warm-up included), not over the vacuum before it.
-    let groupCommitted: (() => Promise<GroupCommitUse>) | undefined;
-    const measured = await openLoop(sql, server, workload, peak / 2, async () => {
-      groupCommitted = await groupCommitWindow(server.base, tokens.admin);
-    });
-    const groupCommit = await groupCommitted!();
-    const serverReserve = percentiles(loggedReserveDurations(logStart, measured.measuredFrom, measured.seconds));
-    halfPeak.push({ workload: workload.name, rate: peak / 2, ...measured, serverReserve, groupCommit });
-    log(`half peak ${workload.name}: reserve p99 ${halfPeak.at(-1)!.reserve.p99.toFixed(2)} ms`);
-  }
-  const spreadRate = halfPeak.find((r) => r.workload === 'spread')!.rate;
+  for (const workload of workloads) halfPeak.push(await halfPeakLoop(sql, server, 'spendgate', workload, halfRate(workload)));
+  // The floor at the same rates, on a server of its own, stopped before the sweep and the audit.
+  const floor = await serverOn(bench.url, pool, 'floor');
+  await warmUp(floor);
+  for (const workload of workloads) halfPeak.push(await halfPeakLoop(sql, floor, 'floor', workload, halfRate(workload)));
+  await stopServer(floor);
+  const spreadRate = halfRate(workloads[0]!);
   const sweep = args.sweep ? await sweepPhase(bench.url, sql, server, spreadRate) : null;
   const audit = await auditAfterLoad(server);
   const targetList = targets(rows, halfPeak);
@@ -156,6 +153,7 @@ async function setUp(url: string, sql: postgres.Sql) {
   await insertKeyCounters(sql, 'spread', SPREAD_KEYS);
   await putTeamBudget(sql, HOT_TEAM, HOT_BUDGET);
   await createBaselineTables(sql, SPREAD_KEYS, SPREAD_BUDGET, HOT_BUDGET);
+  await createFloorTable(sql);
   return {
     cores: cpus().length,
     cpu: cpus()[0]?.model ?? 'unknown',
@@ -180,6 +178,9 @@ function printReport(machine: Machine, rows: ClosedLoopRow[], halfPeak: HalfPeak
   console.log(closedLoopTable(rows) + '\n');
   console.log('## Open loop at half the peak HTTP rate\n');
   console.log(halfPeakTable(halfPeak) + '\n');
+  console.log('"floor" rows: the same rates on the same server (HTTP, app, pool, group commit) with a ledger that only ' +
+    'commits one row per transaction and answers copies (bench/service/floor-server.ts): what the machine gives any ' +
+    'ledger of this design, before its SQL.\n');
   console.log(`Group commit in the server over each open loop (its warm-up included), from its /metrics:\n`);
   console.log(groupCommitTable(halfPeak) + '\n');
   console.log('## Sweeper\n');
@@ -226,8 +227,8 @@ async function closedLoopRound(url: string, sql: postgres.Sql, clients: number):
   return rows;
 }
 
-async function serverOn(url: string, pool: number): Promise<ServerProcess> {
-  const server = await startServer(url, pool, tokens);
+async function serverOn(url: string, pool: number, kind: ServerKind = 'spendgate'): Promise<ServerProcess> {
+  const server = await startServer(url, pool, tokens, kind);
   cleanups.push(server.stop);
   return server;
 }
@@ -264,6 +265,21 @@ async function openLoop(sql: postgres.Sql, server: ServerProcess, workload: Work
   } finally {
     await driver.close();
   }
+}
+
+/** An open loop at `rate` on `server`, with the server's own times for its reserves (from its log) and its group
+ * commit's figures (from its /metrics, over the open loop and its warm-up, not over the vacuum before them). */
+async function halfPeakLoop(sql: postgres.Sql, server: ServerProcess, kind: ServerKind, workload: Workload,
+                            rate: number): Promise<HalfPeakRow> {
+  const logStart = serverLogEnd();
+  let groupCommitted: (() => Promise<GroupCommitUse>) | undefined;
+  const measured = await openLoop(sql, server, workload, rate, async () => {
+    groupCommitted = await groupCommitWindow(server.base, tokens.admin);
+  });
+  const groupCommit = await groupCommitted!();
+  const serverReserve = percentiles(loggedReserveDurations(logStart, measured.measuredFrom, measured.seconds));
+  log(`half peak ${workload.name}${kind === 'floor' ? ', floor' : ''}: reserve p99 ${measured.reserve.p99.toFixed(2)} ms`);
+  return { workload: workload.name, server: kind, rate, ...measured, serverReserve, groupCommit };
 }
 
 /** Expired holds on keys of their own, then reserve latency at `rate` on those keys over HTTP, first with no

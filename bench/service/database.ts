@@ -68,6 +68,13 @@ export async function putTeamBudget(sql: postgres.Sql, team: string, budget: str
   await sql`select spendgate.put_limit('team', ${team}, jsonb_build_object('max_budget', ${budget}::text))`;
 }
 
+/** The table the floor's server (floor-server.ts) writes one row to per transaction. */
+export const floorTable = 'bench_floor.transactions';
+
+export async function createFloorTable(sql: postgres.Sql): Promise<void> {
+  await sql.unsafe(`create schema bench_floor; create table ${floorTable} (calls integer not null)`);
+}
+
 /** `count` holds of `cost` on keys `<prefix>-1..keys` (whose counters exist), reserved an hour ago with a 60 s
  * TTL, so that all are due for the sweeper; returns how many were held. Made `keys` at a time (one hold per key),
  * each round in statements of 500 on two connections, then vacuumed and analyzed as the tables grow (see

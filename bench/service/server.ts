@@ -45,14 +45,18 @@ export function loggedReserveDurations(start: number, from: number, seconds: num
   return durations;
 }
 
-/** `node --import tsx functions/node-server.ts` on a port the OS picks (PORT=0), with a pool of `pool` and the
+/** The servers the bench starts: spendgate's own, and the floor (bench/service/floor-server.ts). */
+export const serverEntries = { spendgate: 'functions/node-server.ts', floor: 'bench/service/floor-server.ts' } as const;
+export type ServerKind = keyof typeof serverEntries;
+
+/** `node --import tsx <entry of kind>` on a port the OS picks (PORT=0), with a pool of `pool` and the
  * bench's group-commit settings (no other SPENDGATE_ variable of the caller's); resolves once it has logged its
  * listening line, fails with its output if it exits first or takes over 60 s.
  *
  * Its stdout goes to a file (serverLog), as a deployed server's goes to a log collector: piped into this process,
  * the log (a write per event-loop turn) woke the load generator up to a thousand times a second, and the latencies
  * it measured included those wake-ups (p99 at 650 pairs/s: 20 ms piped, 11 ms with the log in a file). */
-export async function startServer(url: string, pool: number, tokens: Tokens): Promise<ServerProcess> {
+export async function startServer(url: string, pool: number, tokens: Tokens, kind: ServerKind = 'spendgate'): Promise<ServerProcess> {
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !/^(DATABASE_URL|PORT|HOST|CRON_SECRET|SPENDGATE_.*)$/.test(name)),
   );
@@ -70,7 +74,7 @@ export async function startServer(url: string, pool: number, tokens: Tokens): Pr
   const log = openSync(serverLog, 'a');
   const logStart = serverLogEnd();
   // node itself rather than the tsx command, so that the signal reaches the server and not a wrapper.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'functions/node-server.ts'], { cwd: root, env, stdio: ['ignore', log, 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', serverEntries[kind]], { cwd: root, env, stdio: ['ignore', log, 'pipe'] });
   closeSync(log);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let errors = '';
