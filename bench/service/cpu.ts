@@ -1,8 +1,9 @@
 // Where the CPU went during a measured window: the whole machine (/proc/stat, or os.cpus() off Linux), this process
-// (the load generator, and the app too when it runs in process), the server process (Linux /proc), and the rest,
-// which on a machine doing nothing else is Postgres (and the kernel's work on the loopback's packets). Busy near 100% means the run was CPU-bound; well below it, something waited (a lock,
-// a commit's flush, a round trip). On a virtual machine, also the share of time the host gave the cores to someone
-// else (steal): latencies measured while it is high are the host's as much as the service's.
+// (the load generator, and the app too when it runs in process), the server process (Linux /proc), and the rest, which
+// on a machine doing nothing else is Postgres (and the kernel's work on the loopback's packets). Busy near 100% means
+// the run was CPU-bound; well below it, something waited (a lock, a commit's flush, a round trip). On a virtual
+// machine, also the share of time the host gave the cores to someone else (steal): latencies measured while it is high
+// are the host's as much as the service's.
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 
