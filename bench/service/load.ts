@@ -46,9 +46,9 @@ export interface Measured {
 }
 
 export interface LoadRun {
-  /** From now on, what completes is recorded. */
+  /** From now on, what starts is timed and what completes is counted. */
   measure(): void;
-  /** Stops starting pairs, waits for those in flight, and returns what completed while measuring. */
+  /** Stops starting pairs, waits for those in flight, and returns what was measured. */
   stop(): Promise<Measured>;
 }
 
@@ -63,9 +63,9 @@ export function startClosedLoop(driver: Driver, workload: Workload, clients: num
     measure: () => recorder.start(),
     async stop() {
       running = false;
-      const measured = recorder.finish(null);
+      recorder.end();
       await Promise.all(loops);
-      return measured;
+      return recorder.finish(null);
     },
   };
 }
@@ -100,9 +100,9 @@ export function startOpenLoop(driver: Driver, workload: Workload, rate: number):
     measure: () => recorder.start(),
     async stop() {
       clearTimeout(timer);
-      const measured = recorder.finish(percentiles(lags));
+      recorder.end();
       await Promise.all(inFlight);
-      return measured;
+      return recorder.finish(percentiles(lags));
     },
   };
 }
@@ -127,63 +127,86 @@ export function sleep(ms: number): Promise<void> {
 }
 
 async function runPair(driver: Driver, target: Target, recorder: Recorder): Promise<void> {
+  const t0 = performance.now();
   try {
-    const t0 = performance.now();
     const id = await driver.reserve(target);
     const t1 = performance.now();
-    recorder.reserved(t1 - t0);
+    recorder.reserved(t0, t1 - t0);
     await driver.settle(id);
-    recorder.settled(performance.now() - t1);
+    const t2 = performance.now();
+    recorder.settled(t1, t2 - t1);
+    recorder.completed(t2);
   } catch (error) {
-    recorder.failed(error);
+    recorder.failed(t0, error);
   }
 }
 
-/** Records what completes between start() and finish(): counting completions (not starts) in the window keeps the
- * rate unbiased by the pairs in flight at either edge. */
+/** The window between start() and end(): the latency of each request that started in it, however late it ends
+ * (the load generators wait for those in flight before finish()), and the pairs that completed in it. Counting
+ * completions (not starts) keeps the rate unbiased by the pairs in flight at either edge. Timing by start leaves out
+ * the warm-up's stragglers, which a window timing what completes took in: on a server just started, 256 clients'
+ * first reserves waited for its cold start, ended past the warm-up, and put reserve p99 at about 1.5 s. It also keeps
+ * the window's own slow requests that end after it. */
 class Recorder {
-  measuring = false;
-  private startedAt = 0;
-  private startedAtEpoch = 0;
+  private from = Infinity;
+  private until = Infinity;
+  private fromEpoch = 0;
+  private pairs = 0;
   private readonly reserve: number[] = [];
   private readonly settle: number[] = [];
   private errors = 0;
   private firstError: string | null = null;
 
+  get measuring(): boolean {
+    return this.within(performance.now());
+  }
+
   start(): void {
-    this.measuring = true;
-    this.startedAt = performance.now();
-    this.startedAtEpoch = Date.now();
+    this.from = performance.now();
+    this.fromEpoch = Date.now();
   }
 
-  reserved(ms: number): void {
-    if (this.measuring) this.reserve.push(ms);
+  end(): void {
+    this.until = performance.now();
   }
 
-  settled(ms: number): void {
-    if (this.measuring) this.settle.push(ms);
+  /** A reserve that started at `startedAt` (performance.now()) took `ms`. */
+  reserved(startedAt: number, ms: number): void {
+    if (this.within(startedAt)) this.reserve.push(ms);
   }
 
-  failed(error: unknown): void {
-    if (!this.measuring) return;
+  settled(startedAt: number, ms: number): void {
+    if (this.within(startedAt)) this.settle.push(ms);
+  }
+
+  /** A pair ended at `at`. */
+  completed(at: number): void {
+    if (this.within(at)) this.pairs++;
+  }
+
+  failed(startedAt: number, error: unknown): void {
+    if (!this.within(startedAt)) return;
     this.errors++;
     this.firstError ??= error instanceof Error ? error.message : String(error);
   }
 
   finish(startLag: Percentiles | null): Measured {
-    this.measuring = false;
-    const seconds = (performance.now() - this.startedAt) / 1000;
+    const seconds = (this.until - this.from) / 1000;
     return {
-      measuredFrom: this.startedAtEpoch,
+      measuredFrom: this.fromEpoch,
       seconds,
-      pairs: this.settle.length,
-      pairsPerSecond: this.settle.length / seconds,
+      pairs: this.pairs,
+      pairsPerSecond: this.pairs / seconds,
       reserve: percentiles(this.reserve),
       settle: percentiles(this.settle),
       errors: this.errors,
       firstError: this.firstError,
       startLag,
     };
+  }
+
+  private within(at: number): boolean {
+    return at >= this.from && at < this.until;
   }
 }
 
