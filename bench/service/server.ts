@@ -31,16 +31,17 @@ function readServerLog(start: number, length: number): string {
   }
 }
 
-/** The durations (ms) the server logged for its reserves (POST /v1/reservations) that ended from `from` for `seconds`,
- * among the lines it wrote past byte `start` of serverLog: the app's own time, without HTTP or the load generator. */
+/** The durations (ms) the server logged for its reserves (POST /v1/reservations) that started from `from` for
+ * `seconds` (the line's time, when it ended, less its duration: the requests the load generator times), among the lines
+ * it wrote past byte `start` of serverLog: the app's own time, without HTTP or the load generator. */
 export function loggedReserveDurations(start: number, from: number, seconds: number): number[] {
   const durations: number[] = [];
   // The last piece is empty, or a line still being written.
   for (const line of readServerLog(start, serverLogEnd() - start).split('\n').slice(0, -1)) {
     if (!line.includes('"route":"/v1/reservations"')) continue;
     const entry = JSON.parse(line) as { time: string; method: string; duration_ms: number };
-    const at = Date.parse(entry.time);
-    if (entry.method === 'POST' && at >= from && at <= from + seconds * 1000) durations.push(entry.duration_ms);
+    const startedAt = Date.parse(entry.time) - entry.duration_ms;
+    if (entry.method === 'POST' && startedAt >= from && startedAt < from + seconds * 1000) durations.push(entry.duration_ms);
   }
   return durations;
 }
