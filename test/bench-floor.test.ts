@@ -1,59 +1,36 @@
 // The bench's floor server (bench/service/floor-server.ts): it answers reserves and settles as spendgate does, but
 // with one row committed per transaction and none of the ledger's SQL. Should the ledger's statements change so that
 // the floor no longer recognizes them, it would run them and measure spendgate itself: this catches that.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFloorTable } from '../bench/service/database.ts';
 import { httpDriver } from '../bench/service/drivers.ts';
-import { serverEntries } from '../bench/service/server.ts';
+import { type ServerProcess, startServer } from '../bench/service/server.ts';
 import { freshDatabase, postgresUrl, type TestDatabase } from './support/databases.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const tokens = { admin: 'floor-test-admin-token-0123456789', service: 'floor-test-service-token-0123456789' };
 
 describe.skipIf(!postgresUrl)('the bench floor server', () => {
   let database: TestDatabase;
   let sql: postgres.Sql;
-  let child: ChildProcess;
-  let base: string;
+  let server: ServerProcess;
 
+  // Started as the bench starts it (its output goes to the bench's server log).
   beforeAll(async () => {
     database = await freshDatabase('postgres');
     sql = postgres(database.url!, { max: 1, onnotice: () => {} });
     await createFloorTable(sql);
-    child = spawn(process.execPath, ['--import', 'tsx', serverEntries.floor], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, DATABASE_URL: database.url!, PORT: '0', HOST: '127.0.0.1', SPENDGATE_POOL_SIZE: '4',
-             SPENDGATE_ADMIN_TOKEN: tokens.admin, SPENDGATE_SERVICE_TOKEN: tokens.service },
-    });
-    let output = '';
-    base = await new Promise<string>((resolve, reject) => {
-      const read = (chunk: Buffer) => {
-        output += chunk.toString();
-        const listening = /listening on (http:\/\/[\d.]+:\d+)/.exec(output);
-        if (listening) resolve(listening[1]!);
-      };
-      child.stdout!.on('data', read);
-      child.stderr!.on('data', read);
-      child.once('exit', (code) => reject(new Error(`the floor server exited (${code}):\n${output}`)));
-    });
+    server = await startServer(database.url!, 4, tokens, 'floor');
   }, 60_000);
 
   afterAll(async () => {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await server?.stop();
     await sql?.end();
     await database?.drop();
   });
 
   it('answers reserves and settles with one committed row per transaction and no ledger write', async () => {
-    const driver = httpDriver(base, 8, tokens.service);
+    const driver = httpDriver(server.base, 8, tokens.service);
     try {
       // Eight at once, so that some share a transaction (run_batch) and some may go alone (reserve, settle).
       const ids = await Promise.all(Array.from({ length: 8 }, (_, n) => driver.reserve({ scopes: { key: `k-${n}` }, budget: 0 })));

@@ -1,14 +1,15 @@
-// The bench's floor: the server of functions/node-server.ts (the same app, HTTP listener, request log, pool and
-// group commit) over a database whose ledger does the least a durable transaction can: each reserve, settle or
-// batch of them is one INSERT of one row and its commit, and the answers are copies of a real reserve's and settle's.
+// The bench's floor: functions/node-server.ts (the same start-up, app, HTTP listener, request log, pool and group
+// commit) over a database whose ledger does the least a durable transaction can: each reserve, settle or batch of
+// them is one INSERT of one row and its commit, and the answers are copies of a real reserve's and settle's.
 // Its latency at a given rate is what the machine gives any ledger on this design, before the ledger's own SQL.
 import { randomUUID } from 'node:crypto';
+import { runLocalServer } from '../../functions/local-server.ts';
 import { openDatabase } from '../../functions/node/database.ts';
+import { readMigrations } from '../../functions/node/migrations.ts';
 import { listen } from '../../functions/node/request-listener.ts';
 import { stdoutLines } from '../../functions/node/stdout-lines.ts';
-import { createApp } from '../../lib/app.ts';
 import { databaseClock } from '../../lib/clock.ts';
-import { loadConfig } from '../../lib/config.ts';
+import { type Config, loadConfig } from '../../lib/config.ts';
 import type { Database } from '../../lib/db.ts';
 import { createLedger } from '../../lib/ledger.ts';
 import { ReserveBody, reservePayload } from '../../lib/routes/reserve-request.ts';
@@ -17,38 +18,50 @@ import { floorTable } from './database.ts';
 type Json = Record<string, unknown>;
 type Call = { reserve: unknown } | { settle: unknown; id: string };
 
+/** One real reserve and settle, whose answers every floor answer copies: the same fields, sizes and headers. */
+async function realAnswers(db: Database, config: Config): Promise<{ reserved: Json; settled: Json }> {
+  const ledger = createLedger(db, databaseClock);
+  const body = ReserveBody.parse({ scopes: { key: 'bench-floor' }, estimate: { cost: '0.001' }, ttl_seconds: 600 });
+  const reserved = await ledger.reserve(await reservePayload(body, undefined, config));
+  const settled = await ledger.settle(String(reserved.id), { cost: '0.0005', settle_hash: 'bench-floor' });
+  return { reserved, settled };
+}
+
 /** `db` with the ledger's reserve, settle and run_batch statements replaced by one INSERT each; every other
- * statement (the clock, the rest of the API) goes through. The answers: `reserved` with a new id per reserve,
- * `settled` with the settled id. */
-function floorDatabase(db: Database, reserved: Json, settled: Json): Database {
-  const answer = (call: Call): Json => ('reserve' in call ? { ...reserved, id: randomUUID() } : { ...settled, id: call.id });
-  const commit = (calls: number) => db.query(`insert into ${floorTable} (calls) values ($1)`, [calls]);
+ * statement (migrations, the clock, the rest of the API) goes through. The answers: the real reserve's with a new
+ * id per reserve, the real settle's with the settled id, made at the first such statement (after the migrations). */
+function floorDatabase(db: Database, config: Config): Database {
+  let answers: Promise<{ reserved: Json; settled: Json }> | undefined;
   return {
     ...db,
     async query<Row>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
       const statement = /spendgate\.(reserve|settle|run_batch)\(/.exec(text)?.[1];
       if (statement === undefined) return db.query<Row>(text, params);
+      const { reserved, settled } = await (answers ??= realAnswers(db, config));
       const calls: Call[] = statement === 'run_batch'
         ? (JSON.parse(String(params[0])) as Call[])
         : [statement === 'reserve' ? { reserve: null } : { settle: null, id: String(params[0]) }];
-      await commit(calls.length);
-      return calls.map((call) => ({ result: answer(call) }) as Row);
+      await db.query(`insert into ${floorTable} (calls) values ($1)`, [calls.length]);
+      return calls.map((call) =>
+        ({ result: 'reserve' in call ? { ...reserved, id: randomUUID() } : { ...settled, id: call.id } }) as Row);
     },
   };
 }
 
-const config = loadConfig(process.env, { allowGeneratedTokens: false });
-const { db } = await openDatabase(process.env);
-// One real reserve and settle, whose answers every floor answer copies: the same fields, sizes and headers.
-const ledger = createLedger(db, databaseClock);
-const body = ReserveBody.parse({ scopes: { key: 'bench-floor' }, estimate: { cost: '0.001' }, ttl_seconds: 600 });
-const reserved = await ledger.reserve(await reservePayload(body, undefined, config));
-const settled = await ledger.settle(String(reserved.id), { cost: '0.0005', settle_hash: 'bench-floor' });
-
-const app = createApp({ db: floorDatabase(db, reserved, settled), config, logRequest: stdoutLines() });
-const host = process.env.HOST ?? '127.0.0.1';
-const listener = await listen(app.fetch, host, Number(process.env.PORT ?? 0));
-console.log(`bench floor: listening on http://${host}:${listener.port}`);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => void listener.close().then(() => db.close()).finally(() => process.exit(0)));
-}
+await runLocalServer({
+  env: process.env,
+  async openDatabase(env) {
+    const opened = await openDatabase(env);
+    // The server checks the configuration too, before this; here it only shapes the real reserve.
+    const config = loadConfig(env, { allowGeneratedTokens: true });
+    return { db: floorDatabase(opened.db, config), description: `${opened.description}, as the bench's floor` };
+  },
+  readMigrations,
+  listen,
+  onStopSignal: (stop) => {
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  },
+  exit: (code) => process.exit(code),
+  logRequest: stdoutLines(),
+});

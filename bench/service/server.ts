@@ -47,7 +47,7 @@ export function loggedReserveDurations(start: number, from: number, seconds: num
 }
 
 /** The servers the bench starts: spendgate's own, and the floor (bench/service/floor-server.ts). */
-export const serverEntries = { spendgate: 'functions/node-server.ts', floor: 'bench/service/floor-server.ts' } as const;
+const serverEntries = { spendgate: 'functions/node-server.ts', floor: 'bench/service/floor-server.ts' } as const;
 export type ServerKind = keyof typeof serverEntries;
 
 /** `node --import tsx <entry of kind>` on a port the OS picks (PORT=0), with a pool of `pool` and the
